@@ -1,0 +1,33 @@
+# Pushfleet — the commands a developer (and CI) runs.
+CARGO ?= cargo
+# nextest when installed, plain cargo test otherwise.
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: run test lint unit integration build fmt clean
+
+## run: build and start one gateway on the embedded bus (Ctrl-C stops it).
+run:
+	$(CARGO) run -p gateway --bin gateway -- $(ARGS)
+
+## build: every binary (gateway, pushctl) in debug mode.
+build:
+	$(CARGO) build --workspace --bins
+
+## test: lint, then every unit and integration test.
+test: lint build
+ifeq ($(NEXTEST),yes)
+	$(CARGO) nextest run --workspace --no-fail-fast
+else
+	$(CARGO) test --workspace --no-fail-fast
+endif
+
+## lint: formatting and clippy with warnings as errors.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

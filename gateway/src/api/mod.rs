@@ -1,0 +1,156 @@
+//! HTTP routes (warp): health and readiness on the public listener; publish and metrics
+//! on the internal one. Every error is a JSON body `{"error":{"code","message"}}`.
+
+pub mod publish;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::bus::BusError;
+use crate::state::AppState;
+use crate::wire::{ChannelError, HttpErrorBody, HttpErrorDetail};
+
+/// A JSON error response.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = HttpErrorBody {
+        error: HttpErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+    };
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// Everything the HTTP API can answer with besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or wrong API key (send `Authorization: Bearer <key>`)")]
+    Unauthorized,
+    #[error("the body must be JSON (`Content-Type: application/json`)")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the body could not be read")]
+    BodyRead,
+    #[error("the body is not valid JSON: {0}")]
+    BadJson(String),
+    #[error(transparent)]
+    InvalidChannel(#[from] ChannelError),
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    /// HTTP status; exhaustive so a new variant must choose one.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyRead
+            | ApiError::BadJson(_)
+            | ApiError::InvalidChannel(_)
+            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Bus(BusError::Unavailable) | ApiError::Bus(BusError::Timeout(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::BodyRead => "bad_body",
+            ApiError::BadJson(_) => "bad_json",
+            ApiError::InvalidChannel(_) => "invalid_channel",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Bus(_) => "bus_unavailable",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        json_error(self.status(), self.code(), &self.to_string())
+    }
+}
+
+/// Turns warp's rejections into JSON errors.
+async fn recover(r: Rejection) -> Result<Response, Infallible> {
+    let err = if r.is_not_found() {
+        ApiError::NotFound
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else {
+        ApiError::BadRequest("malformed request")
+    };
+    Ok(err.into_response())
+}
+
+fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let readyz = warp::path!("readyz").and(warp::get()).map(move || {
+        let (status, text) = match (state.is_draining(), state.bus.is_ready()) {
+            (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+            (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable"),
+            (false, true) => (StatusCode::OK, "ready"),
+        };
+        let body = serde_json::json!({"status": text, "bus": state.bus.kind()});
+        warp::reply::with_status(warp::reply::json(&body), status).into_response()
+    });
+    healthz.or(readyz).unify()
+}
+
+/// Routes of the public listener (besides `/ws`, which the server handles before warp).
+pub fn public_routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let index = warp::path::end().and(warp::get()).map(|| {
+        warp::reply::with_header(
+            warp::reply::html(crate::assets::INDEX_HTML),
+            "cache-control",
+            "no-cache",
+        )
+        .into_response()
+    });
+    health(state).or(index).unify().recover(recover).unify()
+}
+
+/// Routes of the internal listener.
+pub fn internal_routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let metrics_state = state.clone();
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(
+            metrics_state.metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .into_response()
+    });
+    publish::route(state.clone())
+        .or(metrics)
+        .unify()
+        .or(health(state))
+        .unify()
+        .recover(recover)
+        .unify()
+}

@@ -1,0 +1,591 @@
+//! The hub: every local connection lives in one of N shards, each with its own lock and
+//! its own channel → subscribers index, and its own fan-out task. A flush hands the same
+//! refcounted frames to every shard's task at once; shards deliver in parallel and no lock
+//! is shared between them on the publish path.
+//!
+//! Per-connection outbound queues are bounded (`--queue-frames`). Overflow policy:
+//! **disconnect** — a connection whose queue is full is closed with 1013 and counted in
+//! `pushfleet_connections_closed_total{reason="slow_consumer"}`; other connections on the
+//! same channel are not slowed down.
+
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::wire::BROADCAST;
+
+/// A channel name, shared between indexes without copying.
+pub type Channel = Arc<str>;
+
+/// Frame encoding negotiated per connection (WebSocket subprotocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Json,
+    Msgpack,
+}
+
+impl Encoding {
+    pub const ALL: [Encoding; 2] = [Encoding::Json, Encoding::Msgpack];
+
+    fn index(self) -> usize {
+        match self {
+            Encoding::Json => 0,
+            Encoding::Msgpack => 1,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Msgpack => "msgpack",
+        }
+    }
+}
+
+/// The frames of one batch: one prebuilt message per encoding in use. Cloning a
+/// `Message` clones a refcounted `Bytes`; no connection copies or re-encodes the batch.
+#[derive(Debug, Default)]
+pub struct Frames {
+    pub json: Option<Message>,
+    pub msgpack: Option<Message>,
+}
+
+impl Frames {
+    fn get(&self, enc: Encoding) -> Option<&Message> {
+        match enc {
+            Encoding::Json => self.json.as_ref(),
+            Encoding::Msgpack => self.msgpack.as_ref(),
+        }
+    }
+}
+
+/// WebSocket close codes the server uses (DESIGN §4.1).
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const DRAINING: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const INVALID_DATA: u16 = 1007;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const TRY_AGAIN: u16 = 1013;
+}
+
+/// Close request shared by a connection's reader, writer and the hub.
+#[derive(Debug, Default)]
+pub struct ConnControl {
+    code: AtomicU16,
+    reason: Mutex<&'static str>,
+    token: CancellationToken,
+}
+
+impl ConnControl {
+    /// Asks the connection to close with `code`. The first request wins; returns whether
+    /// this call was it.
+    pub fn close(&self, code: u16, reason: &'static str) -> bool {
+        let first = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first {
+            *lock(&self.reason) = reason;
+            self.token.cancel();
+        }
+        first
+    }
+
+    /// The close code requested, if any.
+    pub fn code(&self) -> Option<(u16, &'static str)> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            c => Some((c, *lock(&self.reason))),
+        }
+    }
+
+    /// Completes when a close has been requested.
+    pub async fn closed(&self) {
+        self.token.cancelled().await
+    }
+}
+
+/// A registered connection, as seen by its session.
+#[derive(Debug)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub control: Arc<ConnControl>,
+}
+
+/// Subscribing would exceed the per-connection limit.
+#[derive(Debug, thiserror::Error)]
+#[error("at most {max} subscriptions per connection")]
+pub struct TooManySubscriptions {
+    pub max: usize,
+}
+
+struct ConnEntry {
+    tx: mpsc::Sender<Message>,
+    encoding: Encoding,
+    control: Arc<ConnControl>,
+    channels: HashSet<Channel>,
+}
+
+#[derive(Default)]
+struct ShardState {
+    conns: HashMap<u64, ConnEntry>,
+    index: HashMap<Channel, HashSet<u64>>,
+}
+
+struct Shard {
+    state: Arc<Mutex<ShardState>>,
+    deliveries: mpsc::Sender<Arc<Delivery>>,
+}
+
+struct Delivery {
+    channel: Channel,
+    frames: Arc<Frames>,
+}
+
+/// Fleet-wide channel refcount on this node: how many shards index each channel.
+/// Its 0↔1 transitions are what the bus subscribes and unsubscribes.
+struct ChannelRefs {
+    parts: Box<[Mutex<HashMap<Channel, usize>>]>,
+    hasher: RandomState,
+}
+
+impl ChannelRefs {
+    fn new(parts: usize) -> Self {
+        ChannelRefs {
+            parts: (0..parts).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn part(&self, ch: &str) -> MutexGuard<'_, HashMap<Channel, usize>> {
+        let i = self.hasher.hash_one(ch) as usize % self.parts.len();
+        lock(&self.parts[i])
+    }
+
+    /// Returns true when the channel just became active on this node.
+    fn incr(&self, ch: &Channel) -> bool {
+        let mut p = self.part(ch);
+        let n = p.entry(ch.clone()).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    /// Returns true when the channel just became inactive on this node.
+    fn decr(&self, ch: &Channel) -> bool {
+        let mut p = self.part(ch);
+        match p.entry(ch.clone()) {
+            Entry::Occupied(mut e) => {
+                *e.get_mut() -= 1;
+                if *e.get() == 0 {
+                    e.remove();
+                    true
+                } else {
+                    false
+                }
+            }
+            Entry::Vacant(_) => false,
+        }
+    }
+
+    fn contains(&self, ch: &str) -> bool {
+        self.part(ch).contains_key(ch)
+    }
+
+    fn all(&self) -> Vec<Channel> {
+        self.parts
+            .iter()
+            .flat_map(|p| lock(p).keys().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+struct HubShared {
+    shards: Box<[Shard]>,
+    next_id: AtomicU64,
+    refs: ChannelRefs,
+    encodings: [AtomicUsize; 2],
+    count: watch::Sender<usize>,
+    metrics: Metrics,
+}
+
+/// Handle to the hub; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<HubShared>,
+}
+
+/// Locks a std mutex, ignoring poisoning: every critical section here leaves the data
+/// consistent, so a panic elsewhere must not take the hub down with it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Deliveries queued per shard before the merger waits (policy: backpressure).
+const SHARD_QUEUE: usize = 1024;
+
+impl Hub {
+    /// Builds `shards` shards and spawns their fan-out tasks, which end when the last
+    /// `Hub` handle is dropped.
+    pub fn new(shards: usize, metrics: Metrics) -> Hub {
+        let shards: Box<[Shard]> = (0..shards.max(1))
+            .map(|_| {
+                let state = Arc::new(Mutex::new(ShardState::default()));
+                let (tx, rx) = mpsc::channel(SHARD_QUEUE);
+                tokio::spawn(shard_worker(state.clone(), rx, metrics.clone()));
+                Shard {
+                    state,
+                    deliveries: tx,
+                }
+            })
+            .collect();
+        Hub {
+            shared: Arc::new(HubShared {
+                refs: ChannelRefs::new(shards.len().max(16)),
+                shards,
+                next_id: AtomicU64::new(1),
+                encodings: Default::default(),
+                count: watch::channel(0).0,
+                metrics,
+            }),
+        }
+    }
+
+    fn shard(&self, id: u64) -> &Shard {
+        let s = &self.shared.shards;
+        &s[(id % s.len() as u64) as usize]
+    }
+
+    /// Adds a connection whose writer drains `tx`'s receiver.
+    pub fn register(&self, encoding: Encoding, tx: mpsc::Sender<Message>) -> ConnHandle {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let control = Arc::new(ConnControl::default());
+        let entry = ConnEntry {
+            tx,
+            encoding,
+            control: control.clone(),
+            channels: HashSet::new(),
+        };
+        lock(&self.shard(id).state).conns.insert(id, entry);
+        self.shared.encodings[encoding.index()].fetch_add(1, Ordering::Relaxed);
+        self.shared.count.send_modify(|n| *n += 1);
+        self.shared.metrics.connections.inc();
+        ConnHandle { id, control }
+    }
+
+    /// Removes a connection and its subscriptions. Returns the channels that no longer
+    /// have any local subscriber.
+    pub fn unregister(&self, conn: &ConnHandle) -> Vec<Channel> {
+        let entry = lock(&self.shard(conn.id).state).conns.remove(&conn.id);
+        let Some(entry) = entry else {
+            return Vec::new();
+        };
+        let channels: Vec<Channel> = entry.channels.iter().cloned().collect();
+        let gone = self.remove_from_index(conn.id, &channels);
+        self.shared.encodings[entry.encoding.index()].fetch_sub(1, Ordering::Relaxed);
+        self.shared.count.send_modify(|n| *n = n.saturating_sub(1));
+        self.shared.metrics.connections.dec();
+        gone
+    }
+
+    /// Subscribes a connection. All or nothing: if the result would exceed `max`
+    /// subscriptions nothing changes. Returns channels that just became active here.
+    pub fn subscribe(
+        &self,
+        conn: &ConnHandle,
+        channels: &[Channel],
+        max: usize,
+    ) -> Result<Vec<Channel>, TooManySubscriptions> {
+        let mut newly_indexed = Vec::new();
+        {
+            let mut st = lock(&self.shard(conn.id).state);
+            let Some(entry) = st.conns.get_mut(&conn.id) else {
+                return Ok(Vec::new());
+            };
+            let fresh: HashSet<&Channel> = channels
+                .iter()
+                .filter(|c| !entry.channels.contains(*c))
+                .collect();
+            if entry.channels.len() + fresh.len() > max {
+                return Err(TooManySubscriptions { max });
+            }
+            let fresh: Vec<Channel> = fresh.into_iter().cloned().collect();
+            for ch in &fresh {
+                entry.channels.insert(ch.clone());
+            }
+            for ch in fresh {
+                let subs = st.index.entry(ch.clone()).or_default();
+                subs.insert(conn.id);
+                if subs.len() == 1 {
+                    newly_indexed.push(ch);
+                }
+                self.shared.metrics.subscriptions.inc();
+            }
+        }
+        Ok(self.activate(newly_indexed))
+    }
+
+    /// Unsubscribes a connection. Returns channels that no longer have local subscribers.
+    pub fn unsubscribe(&self, conn: &ConnHandle, channels: &[Channel]) -> Vec<Channel> {
+        let removed: Vec<Channel> = {
+            let mut st = lock(&self.shard(conn.id).state);
+            match st.conns.get_mut(&conn.id) {
+                Some(entry) => channels
+                    .iter()
+                    .filter(|c| entry.channels.remove(*c))
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            }
+        };
+        self.remove_from_index(conn.id, &removed)
+    }
+
+    fn remove_from_index(&self, id: u64, channels: &[Channel]) -> Vec<Channel> {
+        let mut emptied = Vec::new();
+        {
+            let mut st = lock(&self.shard(id).state);
+            for ch in channels {
+                if let Some(subs) = st.index.get_mut(ch) {
+                    if subs.remove(&id) {
+                        self.shared.metrics.subscriptions.dec();
+                    }
+                    if subs.is_empty() {
+                        st.index.remove(ch);
+                        emptied.push(ch.clone());
+                    }
+                }
+            }
+        }
+        emptied
+            .into_iter()
+            .filter(|ch| {
+                let gone = self.shared.refs.decr(ch);
+                if gone {
+                    self.shared.metrics.channels.dec();
+                }
+                gone
+            })
+            .collect()
+    }
+
+    fn activate(&self, newly_indexed: Vec<Channel>) -> Vec<Channel> {
+        newly_indexed
+            .into_iter()
+            .filter(|ch| {
+                let new = self.shared.refs.incr(ch);
+                if new {
+                    self.shared.metrics.channels.inc();
+                }
+                new
+            })
+            .collect()
+    }
+
+    /// Whether a message on `channel` has anyone to go to on this node.
+    pub fn has_subscribers(&self, channel: &str) -> bool {
+        if channel == BROADCAST {
+            self.connection_count() > 0
+        } else {
+            self.shared.refs.contains(channel)
+        }
+    }
+
+    /// Channels with local subscribers (for resubscribing after a bus reconnect).
+    pub fn active_channels(&self) -> Vec<Channel> {
+        self.shared.refs.all()
+    }
+
+    /// Whether any connection uses `enc` (so the merger only encodes what is needed).
+    pub fn encoding_in_use(&self, enc: Encoding) -> bool {
+        self.shared.encodings[enc.index()].load(Ordering::Relaxed) > 0
+    }
+
+    pub fn connection_count(&self) -> usize {
+        *self.shared.count.borrow()
+    }
+
+    /// Completes when no connection is left.
+    pub async fn wait_empty(&self) {
+        let mut rx = self.shared.count.subscribe();
+        // The sender lives in `self`, so this cannot fail while we wait.
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Hands one batch to every shard; each delivers to its subscribers in parallel.
+    /// Waits only if a shard is more than [`SHARD_QUEUE`] deliveries behind.
+    pub async fn fanout(&self, channel: Channel, frames: Arc<Frames>) {
+        let d = Arc::new(Delivery { channel, frames });
+        for shard in self.shared.shards.iter() {
+            // A closed queue means the worker is gone (runtime shutting down).
+            let _ = shard.deliveries.send(d.clone()).await;
+        }
+    }
+
+    /// Close controls of every connection (a snapshot), for draining.
+    pub fn all_controls(&self) -> Vec<Arc<ConnControl>> {
+        self.shared
+            .shards
+            .iter()
+            .flat_map(|s| {
+                lock(&s.state)
+                    .conns
+                    .values()
+                    .map(|e| e.control.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+async fn shard_worker(
+    state: Arc<Mutex<ShardState>>,
+    mut rx: mpsc::Receiver<Arc<Delivery>>,
+    metrics: Metrics,
+) {
+    while let Some(d) = rx.recv().await {
+        deliver(&state, &d, &metrics);
+    }
+}
+
+fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
+    let st = lock(state);
+    let offer = |entry: &ConnEntry| {
+        let Some(frame) = d.frames.get(entry.encoding) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(frame.clone()) {
+            if entry.control.close(close::TRY_AGAIN, "slow consumer") {
+                metrics
+                    .connections_closed
+                    .get_or_create(&[("reason", "slow_consumer")])
+                    .inc();
+            }
+        }
+    };
+    if &*d.channel == BROADCAST {
+        st.conns.values().for_each(offer);
+    } else if let Some(subs) = st.index.get(&d.channel) {
+        subs.iter()
+            .filter_map(|id| st.conns.get(id))
+            .for_each(offer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ch(s: &str) -> Channel {
+        Arc::from(s)
+    }
+
+    fn frames(text: &str) -> Arc<Frames> {
+        Arc::new(Frames {
+            json: Some(Message::text(text.to_owned())),
+            msgpack: Some(Message::binary(text.as_bytes().to_vec())),
+        })
+    }
+
+    async fn recv(rx: &mut mpsc::Receiver<Message>) -> Message {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("delivery timed out")
+            .expect("queue closed")
+    }
+
+    #[tokio::test]
+    async fn channel_index_spans_shards() {
+        let hub = Hub::new(4, Metrics::new());
+        let mut rxs = Vec::new();
+        let mut conns = Vec::new();
+        for _ in 0..8 {
+            let (tx, rx) = mpsc::channel(8);
+            let c = hub.register(Encoding::Json, tx);
+            rxs.push(rx);
+            conns.push(c);
+        }
+        // First subscriber anywhere activates the channel; later ones do not.
+        assert_eq!(
+            hub.subscribe(&conns[0], &[ch("a")], 10).unwrap(),
+            vec![ch("a")]
+        );
+        for c in &conns[1..4] {
+            assert!(hub.subscribe(c, &[ch("a")], 10).unwrap().is_empty());
+        }
+        hub.subscribe(&conns[4], &[ch("b")], 10).unwrap();
+        hub.fanout(ch("a"), frames("A")).await;
+        for rx in rxs.iter_mut().take(4) {
+            assert_eq!(recv(rx).await, Message::text("A"));
+        }
+        hub.fanout(ch("*"), frames("ALL")).await;
+        for rx in rxs.iter_mut() {
+            assert_eq!(recv(rx).await, Message::text("ALL"));
+        }
+        // Channel isolation: "b" got nothing from "a".
+        assert!(rxs[4].try_recv().is_err());
+        assert!(hub.has_subscribers("a") && hub.has_subscribers("b"));
+        // Last subscriber out deactivates.
+        for c in &conns[1..4] {
+            assert!(hub.unsubscribe(c, &[ch("a")]).is_empty());
+        }
+        assert_eq!(hub.unregister(&conns[0]), vec![ch("a")]);
+        assert!(!hub.has_subscribers("a"));
+        assert_eq!(hub.connection_count(), 7);
+    }
+
+    #[tokio::test]
+    async fn subscription_limit_is_all_or_nothing() {
+        let hub = Hub::new(2, Metrics::new());
+        let (tx, _rx) = mpsc::channel(8);
+        let c = hub.register(Encoding::Json, tx);
+        hub.subscribe(&c, &[ch("a"), ch("b")], 3).unwrap();
+        // Re-subscribing to a channel already held does not count twice.
+        hub.subscribe(&c, &[ch("a"), ch("c")], 3).unwrap();
+        assert!(hub.subscribe(&c, &[ch("d"), ch("e")], 3).is_err());
+        assert!(!hub.has_subscribers("d"));
+    }
+
+    #[tokio::test]
+    async fn full_queue_closes_with_1013_without_blocking_others() {
+        let m = Metrics::new();
+        let hub = Hub::new(1, m.clone());
+        let (slow_tx, _slow_rx) = mpsc::channel(2);
+        let (fast_tx, mut fast_rx) = mpsc::channel(64);
+        let slow = hub.register(Encoding::Json, slow_tx);
+        let fast = hub.register(Encoding::Msgpack, fast_tx);
+        hub.subscribe(&slow, &[ch("x")], 10).unwrap();
+        hub.subscribe(&fast, &[ch("x")], 10).unwrap();
+        for i in 0..10 {
+            hub.fanout(ch("x"), frames(&i.to_string())).await;
+        }
+        for i in 0..10 {
+            assert_eq!(
+                recv(&mut fast_rx).await,
+                Message::binary(i.to_string().into_bytes())
+            );
+        }
+        assert_eq!(
+            slow.control.code(),
+            Some((close::TRY_AGAIN, "slow consumer"))
+        );
+        assert_eq!(fast.control.code(), None);
+        let text = m.render();
+        let n = crate::metrics::sample(
+            &text,
+            "pushfleet_connections_closed_total",
+            "reason=\"slow_consumer\"",
+        );
+        assert_eq!(n, Some(1.0), "counted once");
+    }
+}

@@ -1,0 +1,131 @@
+//! # Pushfleet gateway
+//!
+//! A WebSocket push gateway: browsers subscribe to channels, backends publish through the
+//! bus, and every channel's messages leave as one batch per merge window, encoded once and
+//! fanned out over sharded connection sets. The contract is `DESIGN.md`; the README has
+//! the same map as below.
+//!
+//! # Layout
+//!
+//! ```text
+//!  bus (memory | redis) ──> merger ──> flush: encode once ──> hub shards ──> session writers
+//!  ws upgrade ──> session reader ──> commands ──> hub (+ bus refcount)
+//!  api: /api/publish ──> bus        /metrics, /healthz, /readyz
+//! ```
+//!
+//! - [`config`]: flags and env variables, validated (exit 64 on a bad value).
+//! - [`wire`]: protocol, publish body and Redis envelope types shared with `pushctl`.
+//! - [`bus`]: where published messages travel; [`merger`]: per-channel windows;
+//!   [`flush`] + [`encode`]: one serialization per batch per encoding.
+//! - [`hub`]: shards, channel index, bounded per-connection queues.
+//! - [`ws`]: upgrade, session (reader + writer), commands.
+//! - [`api`]: HTTP routes; [`server`]: accept loops; [`shutdown`]: drain.
+//! - [`metrics`]: Prometheus registry passed to every part.
+
+pub mod api;
+pub mod assets;
+pub mod bus;
+pub mod config;
+pub mod encode;
+pub mod flush;
+pub mod hub;
+pub mod merger;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod state;
+pub mod wire;
+pub mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::flush::HubSink;
+use crate::hub::Hub;
+use crate::merger::{BusMessage, MergeConfig, Merger, MERGER_QUEUE};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// The gateway's two bound listeners (bind them first, so tests can use port 0).
+pub struct Listeners {
+    pub public: TcpListener,
+    pub internal: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both listeners from the configuration.
+    pub async fn bind(cfg: &Config) -> Result<Listeners, RunError> {
+        let public = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| RunError::Bind("listen", cfg.listen, e))?;
+        let internal = TcpListener::bind(cfg.internal_listen)
+            .await
+            .map_err(|e| RunError::Bind("internal-listen", cfg.internal_listen, e))?;
+        Ok(Listeners { public, internal })
+    }
+}
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {1} (flag --{0}): {2}")]
+    Bind(&'static str, SocketAddr, std::io::Error),
+    #[error("the Redis bus is not available in this build (flag --redis-url)")]
+    RedisUnsupported,
+}
+
+fn build_bus(cfg: &Config, merger: mpsc::Sender<BusMessage>) -> Result<Bus, RunError> {
+    match cfg.redis_url {
+        None => Ok(Bus::Memory(bus::memory::MemoryBus::new(merger))),
+        Some(_) => Err(RunError::RedisUnsupported),
+    }
+}
+
+/// Runs a gateway on already-bound listeners until `shutdown` completes, then drains
+/// (DESIGN §6) and returns.
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let cfg = Arc::new(cfg);
+    let metrics = Metrics::new();
+    let hub = Hub::new(cfg.shard_count(), metrics.clone());
+    let (merger_tx, merger_rx) = mpsc::channel::<BusMessage>(MERGER_QUEUE);
+    let merge = MergeConfig {
+        window: cfg.merge_window(),
+        max_messages: cfg.max_batch_messages,
+        max_bytes: cfg.max_batch_bytes,
+    };
+    let merger = Merger::new(merge, HubSink::new(hub.clone(), metrics.clone()));
+    let bus = build_bus(&cfg, merger_tx)?;
+    metrics.bus_up.set(i64::from(bus.is_ready()));
+    tokio::spawn(merger.run(merger_rx));
+
+    let state = Arc::new(AppState::new(cfg.clone(), hub, bus, metrics));
+    let stop = CancellationToken::new();
+    tokio::spawn(server::serve(
+        listeners.public,
+        api::public_routes(state.clone()),
+        Some(state.clone()),
+        stop.clone(),
+    ));
+    tokio::spawn(server::serve(
+        listeners.internal,
+        api::internal_routes(state.clone()),
+        None,
+        stop.clone(),
+    ));
+
+    shutdown.await;
+    shutdown::drain(&state, cfg.drain_period()).await;
+    stop.cancel();
+    Ok(())
+}

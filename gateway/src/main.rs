@@ -1,0 +1,78 @@
+//! `gateway`: parse the configuration, bind, print where to connect, run until SIGTERM.
+
+use std::process::ExitCode;
+
+use gateway::config::{Config, LoadError, LogFormat, EXIT_CONFIG};
+use gateway::{run, Listeners};
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PUSHFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cfg = match Config::load() {
+        Ok(cfg) => cfg,
+        Err(LoadError::Info(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(LoadError::Invalid(msg)) => {
+            eprintln!("gateway: {msg}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    init_tracing(cfg.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let listeners = Listeners::bind(&cfg).await?;
+        let public = listeners.public.local_addr().map_err(|e| gateway::RunError::Bind("listen", cfg.listen, e))?;
+        let internal = listeners
+            .internal
+            .local_addr()
+            .map_err(|e| gateway::RunError::Bind("internal-listen", cfg.internal_listen, e))?;
+        let bus = if cfg.redis_url.is_some() { "redis" } else { "memory (embedded)" };
+        println!("gateway listening: public=http://{public} internal=http://{internal} bus={bus}");
+        let host = |a: std::net::SocketAddr| {
+            if a.ip().is_unspecified() {
+                format!("127.0.0.1:{}", a.port())
+            } else {
+                a.to_string()
+            }
+        };
+        println!("  browser:   http://{}/?channel=news", host(public));
+        println!("  websocket: ws://{}/ws?channels=news", host(public));
+        println!(
+            "  publish:   curl -X POST http://{}/api/publish -H 'content-type: application/json' -d '{{\"channel\":\"news\",\"data\":{{\"hello\":\"world\"}}}}'",
+            host(internal)
+        );
+        println!("  metrics:   http://{}/metrics", host(internal));
+        run(cfg.clone(), listeners, gateway::shutdown::signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::from(match e {
+                gateway::RunError::RedisUnsupported => EXIT_CONFIG as u8,
+                gateway::RunError::Bind(..) => 1,
+            })
+        }
+    }
+}

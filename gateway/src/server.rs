@@ -1,0 +1,85 @@
+//! Accept loops. Each listener runs hyper's HTTP/1 server over our own accept loop;
+//! the public one answers `/ws` itself (see [`crate::ws::upgrade`]) and hands every
+//! other request to warp.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{self, Either};
+use http::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_service::Service;
+use warp::Filter;
+
+use crate::state::AppState;
+
+/// How long a client may take to send its request headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `routes` on `listener` until `stop`; with `ws` set, `/ws` upgrades go to the
+/// gateway's own handler.
+pub async fn serve<F>(
+    listener: TcpListener,
+    routes: F,
+    ws: Option<Arc<AppState>>,
+    stop: CancellationToken,
+) where
+    F: Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let svc = warp::service(routes);
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (tcp, _peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let svc = svc.clone();
+        let ws = ws.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let service =
+                service_fn(move |req: Request<Incoming>| {
+                    let mut svc = svc.clone();
+                    match &ws {
+                        Some(state) if req.uri().path() == "/ws" => Either::Left(future::ready(
+                            Ok::<_, Infallible>(crate::ws::upgrade::handle(state.clone(), req)),
+                        )),
+                        _ => Either::Right(svc.call(req)),
+                    }
+                });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r {
+                    tracing::debug!(error = %e, "http connection ended with an error");
+                },
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                }
+            }
+        });
+    }
+}

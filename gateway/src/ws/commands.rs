@@ -1,0 +1,199 @@
+//! Client commands: parsing, the per-connection rate limit, and the replies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::hub::{Channel, ConnHandle};
+use crate::state::AppState;
+use crate::wire::{validate_channel, ClientCommand, ErrorCode, IdOnly, RequestId, ServerReply};
+
+/// Token bucket for client commands: `rate` per second, up to `burst` at once.
+/// Overflow policy: **refuse** the command with error `rate_limited`; the connection stays.
+#[derive(Debug)]
+pub struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    pub fn new(rate: u32, burst: u32) -> Self {
+        RateLimit {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Time until the next token, for the error message.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.0))
+    }
+}
+
+/// Decodes a command from a text (JSON) or binary (MessagePack) frame.
+pub fn parse(payload: &[u8], binary: bool) -> Result<ClientCommand, ServerReply> {
+    let parsed = if binary {
+        rmp_serde::from_slice::<ClientCommand>(payload).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice::<ClientCommand>(payload).map_err(|e| e.to_string())
+    };
+    parsed.map_err(|why| {
+        let id = if binary {
+            rmp_serde::from_slice::<IdOnly>(payload).ok()
+        } else {
+            serde_json::from_slice::<IdOnly>(payload).ok()
+        }
+        .and_then(|i| i.id);
+        error(
+            ErrorCode::BadRequest,
+            format!("not a valid command ({why}); expected op subscribe, unsubscribe or ping"),
+            id,
+        )
+    })
+}
+
+pub fn error(code: ErrorCode, message: String, id: Option<RequestId>) -> ServerReply {
+    ServerReply::Error { code, message, id }
+}
+
+/// Validates names; the first bad one is reported.
+fn channels_of(names: &[String], id: &Option<RequestId>) -> Result<Vec<Channel>, ServerReply> {
+    if names.is_empty() {
+        return Err(error(
+            ErrorCode::BadRequest,
+            "`channels` must name at least one channel".into(),
+            id.clone(),
+        ));
+    }
+    let mut out: Vec<Channel> = Vec::with_capacity(names.len());
+    for n in names {
+        validate_channel(n)
+            .map_err(|e| error(ErrorCode::InvalidChannel, e.to_string(), id.clone()))?;
+        if !out.iter().any(|c| **c == **n) {
+            out.push(Arc::from(n.as_str()));
+        }
+    }
+    Ok(out)
+}
+
+/// Executes one command for a connection and returns the reply.
+pub fn execute(state: &AppState, conn: &ConnHandle, cmd: ClientCommand) -> ServerReply {
+    match cmd {
+        ClientCommand::Ping { id } => ServerReply::Pong { id },
+        ClientCommand::Subscribe { channels, id } => match subscribe(state, conn, &channels, &id) {
+            Ok(chs) => ServerReply::Subscribed {
+                channels: chs.iter().map(|c| c.to_string()).collect(),
+                id,
+            },
+            Err(reply) => reply,
+        },
+        ClientCommand::Unsubscribe { channels, id } => match channels_of(&channels, &id) {
+            Ok(chs) => {
+                let gone = state.hub.unsubscribe(conn, &chs);
+                state.bus.channels_inactive(gone);
+                ServerReply::Unsubscribed {
+                    channels: chs.iter().map(|c| c.to_string()).collect(),
+                    id,
+                }
+            }
+            Err(reply) => reply,
+        },
+    }
+}
+
+/// Subscribes to validated channels, all or nothing.
+pub fn subscribe(
+    state: &AppState,
+    conn: &ConnHandle,
+    names: &[String],
+    id: &Option<RequestId>,
+) -> Result<Vec<Channel>, ServerReply> {
+    let max = state.cfg.max_subscriptions;
+    let too_many = |max: usize| {
+        error(
+            ErrorCode::TooManySubscriptions,
+            format!("at most {max} subscriptions per connection"),
+            id.clone(),
+        )
+    };
+    if names.len() > max {
+        return Err(too_many(max));
+    }
+    let chs = channels_of(names, id)?;
+    let active = state
+        .hub
+        .subscribe(conn, &chs, max)
+        .map_err(|e| too_many(e.max))?;
+    state.bus.channels_active(active);
+    Ok(chs)
+}
+
+/// The error code label for metrics.
+pub fn code_label(reply: &ServerReply) -> Option<&'static str> {
+    match reply {
+        ServerReply::Error { code, .. } => Some(match code {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidChannel => "invalid_channel",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+        }),
+        ServerReply::Subscribed { .. }
+        | ServerReply::Unsubscribed { .. }
+        | ServerReply::Pong { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_refills() {
+        let mut rl = RateLimit::new(10, 3);
+        assert!(rl.allow() && rl.allow() && rl.allow());
+        assert!(!rl.allow());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(rl.allow());
+        assert!(!rl.allow());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(rl.allow() && rl.allow() && rl.allow());
+        assert!(!rl.allow(), "never more than the burst");
+    }
+
+    #[test]
+    fn bad_commands_echo_id() {
+        let r = parse(br#"{"op":"fly","id":9}"#, false).unwrap_err();
+        match r {
+            ServerReply::Error { code, id, .. } => {
+                assert_eq!(code, ErrorCode::BadRequest);
+                assert_eq!(id, Some(RequestId::Int(9)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(b"not json", false).is_err());
+        assert!(parse(b"\xff\x00", true).is_err());
+        let deep = "[".repeat(10_000);
+        assert!(parse(deep.as_bytes(), false).is_err());
+    }
+}

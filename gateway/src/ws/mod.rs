@@ -1,0 +1,6 @@
+//! WebSocket connections: the upgrade ([`upgrade`]), the per-connection session with one
+//! reader and one writer ([`session`]) and client commands ([`commands`]).
+
+pub mod commands;
+pub mod session;
+pub mod upgrade;

@@ -1,0 +1,279 @@
+//! The WebSocket upgrade, done on hyper directly rather than with warp's `ws()` filter,
+//! so each connection gets our own small `WebSocketConfig` (warp's filter would give every
+//! socket a 128 KiB read buffer).
+
+use std::sync::Arc;
+
+use http::header::{HeaderMap, HeaderValue};
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use super::session::{self, SessionParams};
+use crate::api::json_error;
+use crate::hub::Encoding;
+use crate::state::AppState;
+use crate::wire::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
+
+/// Bytes read from a socket at a time. Small, because most sockets are idle.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// The tungstenite settings every connection gets.
+pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        // Write each frame as soon as it is sent: one write per batch frame.
+        .write_buffer_size(0)
+        .max_write_buffer_size(usize::MAX)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+/// Why an upgrade request was refused before it became a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Draining,
+    ServerFull,
+    BadHandshake(&'static str),
+    MethodNotAllowed,
+    Origin,
+    Subprotocol,
+}
+
+impl Refusal {
+    fn status(self) -> StatusCode {
+        match self {
+            Refusal::Draining | Refusal::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::BadHandshake(_) | Refusal::Subprotocol => StatusCode::BAD_REQUEST,
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::Origin => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Refusal::Draining => "draining",
+            Refusal::ServerFull => "server_full",
+            Refusal::BadHandshake(_) => "bad_handshake",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::Origin => "origin_not_allowed",
+            Refusal::Subprotocol => "unsupported_subprotocol",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::Draining => "this gateway is draining; connect to another one",
+            Refusal::ServerFull => "this gateway is at its connection limit",
+            Refusal::BadHandshake(why) => why,
+            Refusal::MethodNotAllowed => "WebSocket upgrades use GET",
+            Refusal::Origin => "this Origin is not allowed",
+            Refusal::Subprotocol => {
+                "supported subprotocols: pushfleet.v1.json, pushfleet.v1.msgpack"
+            }
+        }
+    }
+}
+
+fn header_has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Picks the first subprotocol the client offers that we speak. No header: JSON.
+fn negotiate(headers: &HeaderMap) -> Result<Option<(Encoding, &'static str)>, Refusal> {
+    let offered: Vec<&str> = headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    offered
+        .iter()
+        .find_map(|p| match *p {
+            SUBPROTOCOL_JSON => Some((Encoding::Json, SUBPROTOCOL_JSON)),
+            SUBPROTOCOL_MSGPACK => Some((Encoding::Msgpack, SUBPROTOCOL_MSGPACK)),
+            _ => None,
+        })
+        .map(Some)
+        .ok_or(Refusal::Subprotocol)
+}
+
+fn check_handshake(req: &Request<Incoming>) -> Result<(), Refusal> {
+    if req.method() != Method::GET {
+        return Err(Refusal::MethodNotAllowed);
+    }
+    let h = req.headers();
+    if !header_has_token(h, http::header::UPGRADE, "websocket") {
+        return Err(Refusal::BadHandshake("missing `Upgrade: websocket`"));
+    }
+    if !header_has_token(h, http::header::CONNECTION, "upgrade") {
+        return Err(Refusal::BadHandshake("missing `Connection: upgrade`"));
+    }
+    if h.get(http::header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return Err(Refusal::BadHandshake("`Sec-WebSocket-Version` must be 13"));
+    }
+    if h.get(http::header::SEC_WEBSOCKET_KEY).is_none() {
+        return Err(Refusal::BadHandshake("missing `Sec-WebSocket-Key`"));
+    }
+    Ok(())
+}
+
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
+    let allowed = &state.cfg.allowed_origins;
+    match headers
+        .get(http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    {
+        // Non-browser clients send no Origin; an empty list allows every origin.
+        None => Ok(()),
+        Some(_) if allowed.is_empty() => Ok(()),
+        Some(o) if allowed.iter().any(|a| a.eq_ignore_ascii_case(o)) => Ok(()),
+        Some(_) => Err(Refusal::Origin),
+    }
+}
+
+/// Query parameters of `/ws`: `channels=a,b` and `token=…`.
+fn parse_query(query: Option<&str>) -> Vec<String> {
+    let mut channels = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k == "channels" {
+            channels.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
+    channels
+}
+
+/// Answers a `GET /ws` request: 101 and a spawned session, or an HTTP error with a JSON
+/// body. Never blocks: the session starts once hyper hands over the upgraded socket.
+pub fn handle(state: Arc<AppState>, mut req: Request<Incoming>) -> warp::reply::Response {
+    match accept(&state, &mut req) {
+        Ok(resp) => resp,
+        Err(refusal) => {
+            let reason = match refusal {
+                Refusal::BadHandshake(_) | Refusal::MethodNotAllowed | Refusal::Subprotocol => {
+                    "bad_handshake"
+                }
+                other => other.code(),
+            };
+            state
+                .metrics
+                .connections_rejected
+                .get_or_create(&[("reason", reason)])
+                .inc();
+            json_error(refusal.status(), refusal.code(), refusal.message())
+        }
+    }
+}
+
+fn accept(
+    state: &Arc<AppState>,
+    req: &mut Request<Incoming>,
+) -> Result<warp::reply::Response, Refusal> {
+    if state.is_draining() {
+        return Err(Refusal::Draining);
+    }
+    check_handshake(req)?;
+    check_origin(state, req.headers())?;
+    let protocol = negotiate(req.headers())?;
+    let permit = state
+        .conn_limit
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Refusal::ServerFull)?;
+    let key = req
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_KEY)
+        .map(|k| derive_accept_key(k.as_bytes()))
+        .ok_or(Refusal::BadHandshake("missing `Sec-WebSocket-Key`"))?;
+    let params = SessionParams {
+        encoding: protocol.map_or(Encoding::Json, |p| p.0),
+        channels: parse_query(req.uri().query()),
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let cfg = ws_config(state.cfg.max_message_bytes);
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
+        session::run(ws, state, params).await;
+        drop(permit);
+    });
+
+    let mut resp = warp::reply::Response::default();
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONNECTION,
+        HeaderValue::from_static("upgrade"),
+    );
+    h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&key) {
+        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some((_, name)) = protocol {
+        h.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(name),
+        );
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_channels() {
+        assert_eq!(
+            parse_query(Some("channels=a,b%3Ac&token=x&channels=d")),
+            ["a", "b:c", "d"]
+        );
+        assert!(parse_query(None).is_empty());
+        assert!(parse_query(Some("channels=")).is_empty());
+    }
+
+    #[test]
+    fn subprotocols() {
+        let mut h = HeaderMap::new();
+        assert_eq!(negotiate(&h), Ok(None));
+        h.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("x, pushfleet.v1.msgpack, pushfleet.v1.json"),
+        );
+        assert_eq!(negotiate(&h).unwrap().unwrap().0, Encoding::Msgpack);
+        h.insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("chat"),
+        );
+        assert_eq!(negotiate(&h), Err(Refusal::Subprotocol));
+    }
+}
