@@ -46,6 +46,37 @@ pub fn validate_channel(name: &str) -> Result<(), ChannelError> {
     }
 }
 
+/// Deepest nesting of arrays and objects accepted in published data. Deeper values are
+/// refused at the edge, so no later step (MessagePack transcoding, a browser's parser)
+/// meets them.
+pub const MAX_DATA_DEPTH: usize = 64;
+
+/// Nesting depth of a JSON text that is already known to be valid, by one linear scan.
+pub fn json_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// A client-chosen request id, echoed in the reply. Numbers and strings only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -190,6 +221,8 @@ pub enum EnvelopeError {
     Version(u8),
     #[error("envelope data is not valid JSON")]
     NotJson,
+    #[error("envelope data nests deeper than {MAX_DATA_DEPTH} levels")]
+    TooDeep,
 }
 
 impl Envelope {
@@ -216,6 +249,9 @@ impl Envelope {
         }
         if serde_json::from_slice::<&RawValue>(&env.d).is_err() {
             return Err(EnvelopeError::NotJson);
+        }
+        if json_depth(&env.d) > MAX_DATA_DEPTH {
+            return Err(EnvelopeError::TooDeep);
         }
         Ok(env)
     }
@@ -247,6 +283,14 @@ mod tests {
         assert!(validate_channel("a b").is_err());
         assert!(validate_channel("é").is_err());
         assert!(validate_channel("news/1").is_err());
+    }
+
+    #[test]
+    fn depth_scan() {
+        assert_eq!(json_depth(b"1"), 0);
+        assert_eq!(json_depth(br#"{"a":[1,{"b":2}]}"#), 3);
+        assert_eq!(json_depth(br#"["[[[\"{{"]"#), 1);
+        assert_eq!(json_depth(br#"["\\",[]]"#), 2);
     }
 
     #[test]

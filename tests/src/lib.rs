@@ -1,1 +1,42 @@
+//! Helpers for fleet-level tests: real gateway processes, a real `redis-server` on a
+//! free port, real WebSocket clients and a minimal HTTP client. Every helper that starts
+//! a process returns a guard that stops it on drop; every wait has an outer timeout.
 
+#![allow(clippy::unwrap_used)]
+
+pub mod http;
+pub mod process;
+pub mod ws;
+
+pub use process::{Gateway, GatewayBuilder};
+pub use ws::Client;
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Default bound on any single wait in a test.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Awaits `fut`, failing the test with `what` if it takes longer than [`WAIT`].
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, bounded by [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    within(what, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}

@@ -13,7 +13,9 @@ use super::ApiError;
 use crate::bus::Outgoing;
 use crate::hub::Channel;
 use crate::state::AppState;
-use crate::wire::{validate_channel, PublishAccepted, PublishBody, BROADCAST};
+use crate::wire::{
+    json_depth, validate_channel, PublishAccepted, PublishBody, BROADCAST, MAX_DATA_DEPTH,
+};
 
 pub fn route(
     state: Arc<AppState>,
@@ -163,6 +165,9 @@ pub fn expand(
     let data = body
         .data
         .ok_or(ApiError::BadRequest("`data` is required"))?;
+    if json_depth(data.get().as_bytes()) > MAX_DATA_DEPTH {
+        return Err(ApiError::BadRequest("`data` nests deeper than 64 levels"));
+    }
     let data = Bytes::copy_from_slice(data.get().as_bytes());
     let mut push = |channel: Channel| {
         out.push(Outgoing {

@@ -119,7 +119,7 @@ impl Reader<'_> {
                 msg = stream.next() => match msg {
                     None => {
                         self.close(close::NORMAL, "connection lost", "gone");
-                        break;
+                        return;
                     }
                     Some(Err(e)) => {
                         let (code, reason, label) = close_for(&e);
@@ -129,12 +129,22 @@ impl Reader<'_> {
                     Some(Ok(msg)) => {
                         idle.as_mut().reset(Instant::now() + idle_timeout);
                         if !self.on_message(msg) {
-                            break;
+                            return;
                         }
                     }
                 },
             }
         }
+        // The server is closing: keep reading (and discarding) until the client answers
+        // the close frame, so the socket is not reset under the close frame.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            while let Some(Ok(m)) = stream.next().await {
+                if m.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     /// Handles one inbound message; false when the connection should end.

@@ -1,0 +1,177 @@
+//! Real gateway processes started from the workspace's `target/` directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::within;
+
+/// Path of a workspace binary next to the running test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Options for a gateway process.
+#[derive(Default, Clone)]
+pub struct GatewayBuilder {
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl GatewayBuilder {
+    pub fn arg(mut self, flag: &str, value: impl ToString) -> Self {
+        self.args.push(flag.to_owned());
+        self.args.push(value.to_string());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.envs.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    pub async fn start(self) -> Gateway {
+        let mut cmd = Command::new(binary("gateway"));
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-listen",
+            "127.0.0.1:0",
+        ])
+        .args(&self.args)
+        .envs(self.envs.iter().map(|(k, v)| (k, v)))
+        .env("PUSHFLEET_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn gateway");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = within("the gateway's listening line", async {
+            loop {
+                match lines.next_line().await.unwrap() {
+                    Some(l) if l.starts_with("gateway listening:") => return l,
+                    Some(_) => continue,
+                    None => panic!("gateway exited before listening"),
+                }
+            }
+        })
+        .await;
+        // Keep draining stdout so the gateway never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|v| v.strip_prefix("http://"))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        };
+        Gateway {
+            public: addr("public="),
+            internal: addr("internal="),
+            child,
+        }
+    }
+}
+
+/// A running gateway; killed on drop.
+pub struct Gateway {
+    pub public: SocketAddr,
+    pub internal: SocketAddr,
+    pub child: Child,
+}
+
+impl Gateway {
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::default()
+    }
+
+    pub async fn start() -> Gateway {
+        GatewayBuilder::default().start().await
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().map(|p| p as i32).unwrap_or(0)
+    }
+
+    /// `ws://…/ws` with an optional query.
+    pub fn ws_url(&self, query: &str) -> String {
+        if query.is_empty() {
+            format!("ws://{}/ws", self.public)
+        } else {
+            format!("ws://{}/ws?{query}", self.public)
+        }
+    }
+
+    /// Publishes a JSON body; returns the response.
+    pub async fn publish(&self, body: serde_json::Value) -> crate::http::Response {
+        crate::http::post_json(self.internal, "/api/publish", &body.to_string()).await
+    }
+
+    /// Publishes and asserts 202.
+    pub async fn publish_ok(&self, body: serde_json::Value) -> u64 {
+        let r = self.publish(body).await;
+        assert_eq!(r.status, 202, "publish failed: {}", r.body);
+        r.json()["published"].as_u64().unwrap()
+    }
+
+    /// The value of one metric sample (0 when absent).
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = crate::http::get(self.internal, "/metrics").await.body;
+        gateway::metrics::sample(&text, name, labels).unwrap_or(0.0)
+    }
+
+    /// Waits until a metric reaches `want`.
+    pub async fn wait_metric(&self, name: &str, labels: &str, want: f64) {
+        crate::eventually(&format!("{name}{{{labels}}} == {want}"), || async {
+            (self.metric(name, labels).await == want).then_some(())
+        })
+        .await
+    }
+
+    /// Resident memory of the process, in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let rc = unsafe_kill(self.pid(), libc::SIGTERM);
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit, bounded by `limit`; returns its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
+        }
+    }
+}
+
+/// `kill(2)`; the only unsafe call in the tests, kept in one place.
+#[allow(unsafe_code)]
+fn unsafe_kill(pid: i32, sig: i32) -> i32 {
+    // SAFETY: kill has no memory-safety preconditions; pid is a child we started.
+    unsafe { libc::kill(pid, sig) }
+}

@@ -1,0 +1,531 @@
+//! The gateway core on the embedded bus, end to end: real gateway processes, real
+//! WebSocket clients, real HTTP.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tests::ws::Frame;
+use tests::{eventually, http, within, Client, Gateway};
+
+const SUBS: &str = "pushfleet_subscriptions";
+
+fn messages(batch: &Value) -> Vec<Value> {
+    assert_eq!(batch["op"], "batch", "not a batch: {batch}");
+    batch["messages"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn hundred_clients_get_fifty_messages_as_one_batch_in_order_once() {
+    let gw = Gateway::builder()
+        .arg("--merge-window-ms", 2000)
+        .start()
+        .await;
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(Client::connect(&gw.ws_url("channels=news"), None).await);
+    }
+    gw.wait_metric(SUBS, "", 100.0).await;
+    for i in 0..50 {
+        gw.publish_ok(json!({"channel": "news", "data": {"n": i}}))
+            .await;
+    }
+    let expected: Vec<Value> = (0..50).map(|i| json!({"n": i})).collect();
+    for c in &mut clients {
+        let batch = c.json().await;
+        assert_eq!(batch["channel"], "news");
+        assert_eq!(messages(&batch), expected);
+        // Nothing else was queued before the pong: the batch came exactly once.
+        assert!(c.roundtrip(1).await.is_empty());
+    }
+    assert_eq!(
+        gw.metric("pushfleet_batches_flushed_total", "trigger=\"window\"")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        gw.metric("pushfleet_serializations_total", "encoding=\"json\"")
+            .await,
+        1.0,
+        "one serialization for 100 connections"
+    );
+    assert_eq!(gw.metric("pushfleet_frames_sent_total", "").await, 200.0);
+}
+
+#[tokio::test]
+async fn window_zero_sends_each_message_alone() {
+    let gw = Gateway::builder().arg("--merge-window-ms", 0).start().await;
+    let mut c = Client::connect(&gw.ws_url("channels=a"), None).await;
+    gw.wait_metric(SUBS, "", 1.0).await;
+    for i in 0..5 {
+        gw.publish_ok(json!({"channel": "a", "data": i})).await;
+    }
+    for i in 0..5 {
+        assert_eq!(messages(&c.json().await), vec![json!(i)]);
+    }
+}
+
+#[tokio::test]
+async fn subscribe_unsubscribe_and_channel_isolation() {
+    let gw = Gateway::builder().arg("--merge-window-ms", 0).start().await;
+    let mut a = Client::connect(&gw.ws_url(""), None).await;
+    let mut b = Client::connect(&gw.ws_url(""), None).await;
+    a.send_json(json!({"op":"subscribe","channels":["news","ctl"],"id":1}))
+        .await;
+    assert_eq!(
+        a.json().await,
+        json!({"op":"subscribed","channels":["news","ctl"],"id":1})
+    );
+    b.send_json(json!({"op":"subscribe","channels":["sports"],"id":"x"}))
+        .await;
+    assert_eq!(
+        b.json().await,
+        json!({"op":"subscribed","channels":["sports"],"id":"x"})
+    );
+    gw.publish_ok(json!({"channel":"news","data":"n1"})).await;
+    gw.publish_ok(json!({"channel":"sports","data":"s1"})).await;
+    let got = a.json().await;
+    assert_eq!(
+        (got["channel"].clone(), messages(&got)),
+        (json!("news"), vec![json!("n1")])
+    );
+    let got = b.json().await;
+    assert_eq!(
+        (got["channel"].clone(), messages(&got)),
+        (json!("sports"), vec![json!("s1")])
+    );
+
+    a.send_json(json!({"op":"unsubscribe","channels":["news"],"id":2}))
+        .await;
+    assert_eq!(
+        a.json().await,
+        json!({"op":"unsubscribed","channels":["news"],"id":2})
+    );
+    // Published in this order and flushed in order: had `a` still been on "news",
+    // that batch would arrive before the "ctl" one.
+    gw.publish_ok(json!({"channel":"news","data":"n2"})).await;
+    gw.publish_ok(json!({"channel":"ctl","data":"c1"})).await;
+    let got = a.json().await;
+    assert_eq!(got["channel"], "ctl");
+    // b never saw news or ctl.
+    assert!(b.roundtrip(9).await.is_empty());
+}
+
+#[tokio::test]
+async fn broadcast_reaches_everyone() {
+    let gw = Gateway::builder()
+        .arg("--merge-window-ms", 100)
+        .start()
+        .await;
+    let mut clients = vec![
+        Client::connect(&gw.ws_url("channels=a"), None).await,
+        Client::connect(&gw.ws_url("channels=b"), None).await,
+        Client::connect(&gw.ws_url(""), None).await,
+        Client::connect(&gw.ws_url(""), Some("pushfleet.v1.msgpack")).await,
+    ];
+    gw.wait_metric("pushfleet_connections", "", 4.0).await;
+    let n = gw
+        .publish_ok(json!({"messages":[{"broadcast":true,"data":{"all":1}},{"broadcast":true,"data":{"all":2}}]}))
+        .await;
+    assert_eq!(n, 2);
+    for c in &mut clients {
+        let got = c.json().await;
+        assert_eq!(got["channel"], "*");
+        assert_eq!(messages(&got), vec![json!({"all":1}), json!({"all":2})]);
+    }
+}
+
+#[tokio::test]
+async fn msgpack_subprotocol_gets_binary_frames_encoded_once_per_encoding() {
+    let gw = Gateway::builder()
+        .arg("--merge-window-ms", 200)
+        .start()
+        .await;
+    let mut mp = Client::connect(&gw.ws_url(""), Some("pushfleet.v1.msgpack")).await;
+    let mut js = Client::connect(&gw.ws_url("channels=m"), Some("pushfleet.v1.json")).await;
+    mp.send_msgpack(json!({"op":"subscribe","channels":["m"],"id":5}))
+        .await;
+    // The reply is a binary MessagePack map.
+    let reply = match mp.ws_next_raw().await {
+        tokio_tungstenite::tungstenite::Message::Binary(b) => {
+            rmp_serde::from_slice::<Value>(&b).unwrap()
+        }
+        other => panic!("expected a binary frame, got {other:?}"),
+    };
+    assert_eq!(reply, json!({"op":"subscribed","channels":["m"],"id":5}));
+    gw.wait_metric(SUBS, "", 2.0).await;
+    gw.publish_ok(json!({"channel":"m","data":{"x":[1,2.5,"s",null,true]}}))
+        .await;
+    gw.publish_ok(json!({"channel":"m","data":7})).await;
+    let expected = vec![json!({"x":[1,2.5,"s",null,true]}), json!(7)];
+    assert_eq!(messages(&mp.json().await), expected);
+    assert_eq!(messages(&js.json().await), expected);
+    assert_eq!(
+        gw.metric("pushfleet_serializations_total", "encoding=\"msgpack\"")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        gw.metric("pushfleet_serializations_total", "encoding=\"json\"")
+            .await,
+        1.0
+    );
+    // An unknown subprotocol is refused with 400.
+    let err = Client::try_connect(&gw.ws_url(""), Some("chat"))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("400"), "{err}");
+}
+
+#[tokio::test]
+async fn slow_consumer_is_closed_with_1013_while_a_fast_one_gets_everything() {
+    let gw = Gateway::builder()
+        .arg("--merge-window-ms", 0)
+        .arg("--queue-frames", 8)
+        .start()
+        .await;
+    let mut slow = Client::connect(&gw.ws_url("channels=firehose"), None).await;
+    let mut fast = Client::connect(&gw.ws_url("channels=firehose"), None).await;
+    gw.wait_metric(SUBS, "", 2.0).await;
+    let rss_before = gw.rss_kib();
+    let blob = "x".repeat(64 * 1024);
+    let mut sent = 0u64;
+    // The slow client never reads: its socket buffers fill, then its queue of 8 frames.
+    for i in 0..2000u64 {
+        gw.publish_ok(json!({"channel":"firehose","data":{"i":i,"blob":blob}}))
+            .await;
+        sent += 1;
+        // Pace on the fast client, so only the slow one falls behind.
+        let got = fast.json().await;
+        assert_eq!(
+            messages(&got)[0]["i"],
+            i,
+            "fast client got every message in order"
+        );
+        if gw
+            .metric(
+                "pushfleet_connections_closed_total",
+                "reason=\"slow_consumer\"",
+            )
+            .await
+            == 1.0
+        {
+            break;
+        }
+    }
+    assert_eq!(
+        gw.metric(
+            "pushfleet_connections_closed_total",
+            "reason=\"slow_consumer\""
+        )
+        .await,
+        1.0,
+        "slow consumer detected within {sent} messages"
+    );
+    let growth_mib = gw.rss_kib().saturating_sub(rss_before) / 1024;
+    assert!(growth_mib < 64, "gateway RSS grew by {growth_mib} MiB");
+    // The slow client now reads what reached it, then the 1013 close.
+    assert_eq!(slow.close_code().await, Some(1013));
+    // The fast one is still served.
+    gw.publish_ok(json!({"channel":"firehose","data":"after"}))
+        .await;
+    assert_eq!(messages(&fast.json().await), vec![json!("after")]);
+}
+
+#[tokio::test]
+async fn connection_limit_answers_503_then_frees_up() {
+    let gw = Gateway::builder().arg("--max-connections", 2).start().await;
+    let c1 = Client::connect(&gw.ws_url(""), None).await;
+    let _c2 = Client::connect(&gw.ws_url(""), None).await;
+    let err = Client::try_connect(&gw.ws_url(""), None)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("503"), "{err}");
+    drop(c1);
+    gw.wait_metric("pushfleet_connections", "", 1.0).await;
+    let mut c3 = eventually("a free connection slot", || async {
+        Client::try_connect(&gw.ws_url(""), None).await.ok()
+    })
+    .await;
+    assert!(c3.roundtrip(1).await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_client_input_gets_its_answer_and_the_connection_stays() {
+    let gw = Gateway::builder()
+        .arg("--max-subscriptions", 2)
+        .arg("--max-message-bytes", 1024)
+        .arg("--max-commands-per-sec", 1)
+        .arg("--command-burst", 20)
+        .arg("--merge-window-ms", 0)
+        .start()
+        .await;
+    let mut c = Client::connect(&gw.ws_url("channels=ok,bad%20name"), None).await;
+    let code = |v: &Value| v["code"].as_str().unwrap_or("").to_owned();
+    let first = c.json().await;
+    assert_eq!(
+        (first["op"].clone(), code(&first)),
+        (json!("error"), "invalid_channel".into())
+    );
+
+    let cases: Vec<(&str, &str)> = vec![
+        ("{not json", "bad_request"),
+        (r#"{"op":"fly","id":4}"#, "bad_request"),
+        (r#"{"op":"subscribe","channels":"a"}"#, "bad_request"),
+        (r#"{"op":"subscribe","channels":[]}"#, "bad_request"),
+        (r#"{"op":"subscribe","channels":["*"]}"#, "invalid_channel"),
+        (
+            r#"{"op":"subscribe","channels":["a/b"]}"#,
+            "invalid_channel",
+        ),
+        (
+            r#"{"op":"subscribe","channels":["a","b","c"]}"#,
+            "too_many_subscriptions",
+        ),
+        (r#"[1,2]"#, "bad_request"),
+    ];
+    for (input, want) in cases {
+        c.send_text(input).await;
+        let got = c.json().await;
+        assert_eq!(got["op"], "error", "{input}");
+        assert_eq!(code(&got), want, "{input} → {got}");
+    }
+    // The id of an unparseable command is still echoed when it can be read.
+    c.send_text(r#"{"op":"fly","id":44}"#).await;
+    assert_eq!(c.json().await["id"], 44);
+    // Two subscriptions are fine, a third is not.
+    c.send_json(json!({"op":"subscribe","channels":["a","b"],"id":1}))
+        .await;
+    assert_eq!(c.json().await["op"], "subscribed");
+    c.send_json(json!({"op":"subscribe","channels":["c"]}))
+        .await;
+    assert_eq!(code(&c.json().await), "too_many_subscriptions");
+    // Still subscribed and delivering.
+    gw.publish_ok(json!({"channel":"a","data":1})).await;
+    assert_eq!(messages(&c.json().await), vec![json!(1)]);
+
+    // Rate limit: the burst is used up; the next commands are refused, not dropped.
+    let mut limited = 0;
+    for i in 0..25 {
+        c.send_json(json!({"op":"ping","id":i})).await;
+    }
+    for _ in 0..25 {
+        let v = c.json().await;
+        if code(&v) == "rate_limited" {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 1, "no command was rate limited");
+
+    // A message over --max-message-bytes closes with 1009; others are unaffected.
+    let mut other = Client::connect(&gw.ws_url(""), None).await;
+    let mut big = Client::connect(&gw.ws_url(""), None).await;
+    big.send_text(&format!(r#"{{"op":"ping","pad":"{}"}}"#, "x".repeat(2000)))
+        .await;
+    assert_eq!(big.close_code().await, Some(1009));
+    assert!(other.roundtrip(2).await.is_empty());
+    assert_eq!(
+        gw.metric("pushfleet_connections_closed_total", "reason=\"too_big\"")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn bad_publish_requests_get_json_errors_and_keys_rotate() {
+    let gw = Gateway::builder()
+        .arg("--max-publish-bytes", 2048)
+        .env("PUSHFLEET_API_KEY", "old-key-123,new-key-456")
+        .start()
+        .await;
+    let auth_new = ("Authorization", "Bearer new-key-456");
+    let ct = ("Content-Type", "application/json");
+    let post = |headers: Vec<(&'static str, &'static str)>, body: String| {
+        let addr = gw.internal;
+        async move {
+            http::request(addr, "POST", "/api/publish", &headers, body.as_bytes())
+                .await
+                .unwrap()
+        }
+    };
+    let ok = r#"{"channel":"a","data":1}"#.to_string();
+    type Case = (Vec<(&'static str, &'static str)>, String, u16, &'static str);
+    let cases: Vec<Case> = vec![
+        (vec![ct], ok.clone(), 401, "unauthorized"),
+        (
+            vec![ct, ("Authorization", "Bearer wrong-key-000")],
+            ok.clone(),
+            401,
+            "unauthorized",
+        ),
+        (vec![auth_new], ok.clone(), 415, "unsupported_media_type"),
+        (
+            vec![auth_new, ("Content-Type", "text/plain")],
+            ok.clone(),
+            415,
+            "unsupported_media_type",
+        ),
+        (vec![auth_new, ct], "{nope".into(), 400, "bad_json"),
+        (
+            vec![auth_new, ct],
+            r#"{"channel":"a b","data":1}"#.into(),
+            400,
+            "invalid_channel",
+        ),
+        (
+            vec![auth_new, ct],
+            r#"{"channel":"a"}"#.into(),
+            400,
+            "bad_request",
+        ),
+        (
+            vec![auth_new, ct],
+            format!(r#"{{"channel":"a","data":"{}"}}"#, "x".repeat(4096)),
+            413,
+            "payload_too_large",
+        ),
+        (
+            vec![auth_new, ct],
+            format!("{}1{}", "[".repeat(600), "]".repeat(600)),
+            400,
+            "bad_json",
+        ),
+        (
+            vec![auth_new, ct],
+            format!(
+                "{{\"channel\":\"a\",\"data\":{}1{}}}",
+                "[".repeat(100),
+                "]".repeat(100)
+            ),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (headers, body, status, code) in cases {
+        let r = post(headers.clone(), body.clone()).await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (status, code.to_owned()),
+            "{headers:?} {:.60}",
+            body
+        );
+    }
+    // Both keys work (rotation).
+    for key in ["Bearer old-key-123", "Bearer new-key-456"] {
+        let r = post(vec![ct, ("Authorization", key)], ok.clone()).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert_eq!(r.json(), json!({"published": 1}));
+    }
+    let r = http::get(gw.internal, "/api/publish").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (405, "method_not_allowed".to_owned())
+    );
+    let r = http::get(gw.internal, "/nope").await;
+    assert_eq!((r.status, r.error_code()), (404, "not_found".to_owned()));
+    let r = http::get(gw.public, "/ws").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_handshake".to_owned())
+    );
+    assert_eq!(
+        gw.metric("pushfleet_publish_requests_total", "status=\"401\"")
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_with_1001_and_exits_zero() {
+    let mut gw = Gateway::builder().arg("--drain-secs", 4).start().await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(Client::connect(&gw.ws_url("channels=d"), None).await);
+    }
+    gw.wait_metric("pushfleet_connections", "", 20.0).await;
+    assert_eq!(http::get(gw.public, "/readyz").await.status, 200);
+    gw.terminate();
+    // Readiness drops at once and stays down; new upgrades are refused.
+    eventually("readyz 503", || async {
+        (http::get(gw.public, "/readyz").await.status == 503).then_some(())
+    })
+    .await;
+    let err = Client::try_connect(&gw.ws_url(""), None)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("503"), "{err}");
+    for c in &mut clients {
+        assert_eq!(c.close_code().await, Some(1001));
+    }
+    let code = within("gateway exit", gw.wait_exit(Duration::from_secs(10))).await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test]
+async fn silent_client_is_dropped_after_the_idle_timeout() {
+    let gw = Gateway::builder()
+        .arg("--ping-interval-secs", 1)
+        .arg("--idle-timeout-secs", 2)
+        .start()
+        .await;
+    // Never polled, so it never answers the server's pings.
+    let mut silent = Client::connect(&gw.ws_url(""), None).await;
+    let mut lively = Client::connect(&gw.ws_url(""), None).await;
+    let reader = tokio::spawn(async move {
+        // Reading answers pings automatically; keep it up until the idle close is seen.
+        let _ = lively.next_within(Duration::from_secs(4)).await;
+        lively
+    });
+    gw.wait_metric("pushfleet_connections_closed_total", "reason=\"idle\"", 1.0)
+        .await;
+    assert_eq!(silent.close_code().await, Some(1001));
+    let mut lively = within("reader task", reader).await.unwrap();
+    assert!(
+        lively.roundtrip(1).await.is_empty(),
+        "the answering client stays"
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let gw = Gateway::start().await;
+    let r = http::get(gw.public, "/healthz").await;
+    assert_eq!((r.status, r.json()["status"].clone()), (200, json!("ok")));
+    let r = http::get(gw.public, "/readyz").await;
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (200, json!("ready"))
+    );
+    let r = http::get(gw.public, "/").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("Pushfleet"));
+    let r = http::get(gw.internal, "/metrics").await;
+    assert!(r.body.contains("pushfleet_connections "));
+}
+
+#[tokio::test]
+async fn bad_configuration_exits_64_naming_flag_and_env() {
+    let bin = tests::process::binary("gateway");
+    let out = tokio::process::Command::new(&bin)
+        .args(["--merge-window-ms", "soon"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--merge-window-ms") && err.contains("PUSHFLEET_MERGE_WINDOW_MS"),
+        "{err}"
+    );
+    let out = tokio::process::Command::new(&bin)
+        .env("PUSHFLEET_QUEUE_FRAMES", "0")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PUSHFLEET_QUEUE_FRAMES"), "{err}");
+    let _ = Frame::End;
+}
