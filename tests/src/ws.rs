@@ -115,16 +115,19 @@ impl Client {
         }
     }
 
-    /// Reads until a close frame (skipping data) and returns its code.
+    /// Reads until a close frame (skipping data) and returns its code; then keeps reading
+    /// until the stream ends, as a real client does, so the close reply goes out.
     pub async fn close_code(&mut self) -> Option<u16> {
         within("a close frame", async {
-            loop {
+            let code = loop {
                 match self.next_inner().await {
-                    Frame::Close(c) => return Some(c),
+                    Frame::Close(c) => break Some(c),
                     Frame::End => return None,
                     Frame::Json(_) => continue,
                 }
-            }
+            };
+            while self.ws.next().await.is_some() {}
+            code
         })
         .await
     }
