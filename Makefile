@@ -3,11 +3,15 @@ CARGO ?= cargo
 # nextest when installed, plain cargo test otherwise.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run test lint unit integration build fmt clean
+.PHONY: run fleet test lint build fmt clean
 
 ## run: build and start one gateway on the embedded bus (Ctrl-C stops it).
 run:
 	$(CARGO) run -p gateway --bin gateway -- $(ARGS)
+
+## fleet: a local fleet: redis-server on a free port + two gateways (Ctrl-C stops it).
+fleet:
+	./scripts/fleet.sh
 
 ## build: every binary (gateway, pushctl) in debug mode.
 build:

@@ -77,14 +77,29 @@ impl Listeners {
 pub enum RunError {
     #[error("cannot listen on {1} (flag --{0}): {2}")]
     Bind(&'static str, SocketAddr, std::io::Error),
-    #[error("the Redis bus is not available in this build (flag --redis-url)")]
-    RedisUnsupported,
+    #[error(transparent)]
+    Redis(#[from] bus::redis::SetupError),
 }
 
-fn build_bus(cfg: &Config, merger: mpsc::Sender<BusMessage>) -> Result<Bus, RunError> {
-    match cfg.redis_url {
+fn build_bus(
+    cfg: &Config,
+    hub: &Hub,
+    metrics: &Metrics,
+    merger: mpsc::Sender<BusMessage>,
+    stop: &CancellationToken,
+) -> Result<Bus, RunError> {
+    match &cfg.redis_url {
         None => Ok(Bus::Memory(bus::memory::MemoryBus::new(merger))),
-        Some(_) => Err(RunError::RedisUnsupported),
+        Some(url) => {
+            let deps = bus::redis::SubscriberDeps {
+                hub: hub.clone(),
+                merger,
+                linger: std::time::Duration::from_millis(cfg.unsubscribe_linger_ms),
+                stop: stop.clone(),
+            };
+            let b = bus::redis::RedisBus::start(url, &cfg.redis_prefix, metrics.clone(), deps)?;
+            Ok(Bus::Redis(b))
+        }
     }
 }
 
@@ -105,12 +120,12 @@ pub async fn run(
         max_bytes: cfg.max_batch_bytes,
     };
     let merger = Merger::new(merge, HubSink::new(hub.clone(), metrics.clone()));
-    let bus = build_bus(&cfg, merger_tx)?;
+    let stop = CancellationToken::new();
+    let bus = build_bus(&cfg, &hub, &metrics, merger_tx, &stop)?;
     metrics.bus_up.set(i64::from(bus.is_ready()));
     tokio::spawn(merger.run(merger_rx));
 
     let state = Arc::new(AppState::new(cfg.clone(), hub, bus, metrics));
-    let stop = CancellationToken::new();
     tokio::spawn(server::serve(
         listeners.public,
         api::public_routes(state.clone()),

@@ -51,6 +51,12 @@ pub struct Metrics {
     pub flush_duration: Histogram,
     /// 1 when the bus is connected.
     pub bus_up: Gauge,
+    /// Reconnect attempts of the bus subscriber.
+    pub bus_reconnects: Counter,
+    /// Full resubscriptions after the change queue overflowed.
+    pub bus_resyncs: Counter,
+    /// Channels subscribed on the bus (Redis) by this gateway.
+    pub bus_subscribed_channels: Gauge,
 }
 
 impl Metrics {
@@ -74,6 +80,9 @@ impl Metrics {
             publish_requests: Family::default(),
             flush_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             bus_up: Gauge::default(),
+            bus_reconnects: Counter::default(),
+            bus_resyncs: Counter::default(),
+            bus_subscribed_channels: Gauge::default(),
         };
         r.register(
             "connections",
@@ -151,6 +160,21 @@ impl Metrics {
             m.flush_duration.clone(),
         );
         r.register("bus_up", "1 when the bus is connected", m.bus_up.clone());
+        r.register(
+            "bus_reconnects",
+            "Bus reconnect attempts",
+            m.bus_reconnects.clone(),
+        );
+        r.register(
+            "bus_resyncs",
+            "Full bus resubscriptions after the change queue overflowed",
+            m.bus_resyncs.clone(),
+        );
+        r.register(
+            "bus_subscribed_channels",
+            "Channels this gateway subscribes to on the bus",
+            m.bus_subscribed_channels.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m

@@ -351,6 +351,16 @@ mod tests {
         );
     }
 
+    /// The worked example in docs/PROTOCOL.md, byte for byte.
+    #[test]
+    fn envelope_matches_documented_bytes() {
+        let bytes = Envelope::new(br#"{"hello":"world"}"#, 1_700_000_000_000).encode();
+        let mut expect = vec![0x83, 0xa1, b'v', 0x01, 0xa1, b'd', 0xc4, 17];
+        expect.extend_from_slice(br#"{"hello":"world"}"#);
+        expect.extend_from_slice(&[0xa1, b't', 0xcf, 0, 0, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0]);
+        assert_eq!(bytes, expect);
+    }
+
     #[test]
     fn envelope_round_trip_and_garbage() {
         let env = Envelope::new(br#"{"a":1}"#, 1_700_000_000_000);

@@ -6,9 +6,11 @@
 
 pub mod http;
 pub mod process;
+pub mod redis;
 pub mod ws;
 
 pub use process::{Gateway, GatewayBuilder};
+pub use redis::Redis;
 pub use ws::Client;
 
 use std::future::Future;

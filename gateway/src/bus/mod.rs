@@ -6,6 +6,7 @@
 //! only to what this node needs. Incoming messages go to the merger's bounded queue.
 
 pub mod memory;
+pub mod redis;
 
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ pub enum BusError {
 #[derive(Clone)]
 pub enum Bus {
     Memory(memory::MemoryBus),
+    Redis(redis::RedisBus),
 }
 
 impl Bus {
@@ -43,6 +45,7 @@ impl Bus {
     pub async fn publish(&self, messages: Vec<Outgoing>) -> Result<usize, BusError> {
         match self {
             Bus::Memory(b) => b.publish(messages).await,
+            Bus::Redis(b) => b.publish(messages).await,
         }
     }
 
@@ -51,6 +54,7 @@ impl Bus {
         match self {
             // Every message already reaches the local merger.
             Bus::Memory(_) => drop(channels),
+            Bus::Redis(b) => channels.into_iter().for_each(|c| b.channel_changed(c)),
         }
     }
 
@@ -58,6 +62,7 @@ impl Bus {
     pub fn channels_inactive(&self, channels: Vec<Channel>) {
         match self {
             Bus::Memory(_) => drop(channels),
+            Bus::Redis(b) => channels.into_iter().for_each(|c| b.channel_changed(c)),
         }
     }
 
@@ -65,12 +70,14 @@ impl Bus {
     pub fn is_ready(&self) -> bool {
         match self {
             Bus::Memory(_) => true,
+            Bus::Redis(b) => b.is_ready(),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Bus::Memory(_) => "memory",
+            Bus::Redis(_) => "redis",
         }
     }
 }

@@ -1,0 +1,219 @@
+//! `pushctl publish`.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use deadpool_redis::redis;
+use gateway::bus::redis::{publish_one, Keys};
+use gateway::wire::{validate_channel, BROADCAST};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Arguments of `pushctl publish`.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("via").required(true).args(["redis", "url"])))]
+pub struct Args {
+    /// Publish straight to Redis (same envelope as the gateways).
+    #[arg(long, env = "PUSHFLEET_REDIS_URL", value_name = "URL")]
+    redis: Option<String>,
+    /// Redis channel prefix (with --redis).
+    #[arg(long, env = "PUSHFLEET_REDIS_PREFIX", default_value = "pushfleet")]
+    prefix: String,
+    /// Publish through a gateway's internal HTTP endpoint, e.g. http://127.0.0.1:9090.
+    #[arg(
+        long,
+        env = "PUSHFLEET_URL",
+        value_name = "URL",
+        conflicts_with = "redis"
+    )]
+    url: Option<String>,
+    /// API key for the HTTP endpoint.
+    #[arg(
+        long,
+        env = "PUSHFLEET_API_KEY",
+        hide_env_values = true,
+        requires = "url"
+    )]
+    api_key: Option<String>,
+    /// Send to every connected client instead of one channel.
+    #[arg(long)]
+    broadcast: bool,
+    /// CHANNEL (unless --broadcast), then an optional DATA: a JSON value. Without DATA,
+    /// NDJSON is read from stdin, one message per line.
+    #[arg(value_name = "CHANNEL | DATA", num_args = 0..=2)]
+    positional: Vec<String>,
+    /// Messages per second (with --count, or for stdin lines). Default: as fast as possible.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Send DATA this many times.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+}
+
+/// A usage mistake clap cannot see (exit code 2).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// Splits the positionals into (channel, data).
+fn target(args: &Args) -> Result<(String, Option<String>)> {
+    let usage = |m: &str| anyhow::Error::new(Usage(m.to_owned()));
+    let mut pos = args.positional.iter().cloned();
+    let channel = if args.broadcast {
+        BROADCAST.to_owned()
+    } else {
+        let ch = pos
+            .next()
+            .ok_or_else(|| usage("give a CHANNEL, or --broadcast"))?;
+        validate_channel(&ch).map_err(|e| usage(&e.to_string()))?;
+        ch
+    };
+    let data = pos.next();
+    if pos.next().is_some() {
+        return Err(usage("too many arguments (with --broadcast, only DATA)"));
+    }
+    if data.is_none() && args.count != 1 {
+        return Err(usage("--count needs DATA"));
+    }
+    Ok((channel, data))
+}
+
+enum Sink {
+    Redis(redis::aio::MultiplexedConnection, Keys),
+    Http {
+        host: String,
+        path: String,
+        key: Option<String>,
+    },
+}
+
+impl Sink {
+    async fn open(args: &Args) -> Result<Sink> {
+        if let Some(url) = &args.redis {
+            let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
+            let conn = tokio::time::timeout(
+                Duration::from_secs(5),
+                client.get_multiplexed_async_connection(),
+            )
+            .await
+            .map_err(|_| anyhow!("Redis at {url} did not answer within 5 s"))?
+            .with_context(|| format!("cannot connect to Redis at {url}"))?;
+            return Ok(Sink::Redis(conn, Keys::new(&args.prefix)));
+        }
+        let url = args.url.as_deref().unwrap_or_default();
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| anyhow!("--url must start with http:// (got {url})"))?;
+        let (host, base) = rest.split_once('/').unwrap_or((rest, ""));
+        let base = base.trim_end_matches('/');
+        let path = if base.is_empty() {
+            "/api/publish".to_owned()
+        } else {
+            format!("/{base}/api/publish")
+        };
+        Ok(Sink::Http {
+            host: host.to_owned(),
+            path,
+            key: args.api_key.clone(),
+        })
+    }
+
+    async fn send(&mut self, channel: &str, json: &str) -> Result<()> {
+        match self {
+            Sink::Redis(conn, keys) => publish_one(conn, keys, channel, json.as_bytes())
+                .await
+                .context("Redis PUBLISH failed"),
+            Sink::Http { host, path, key } => {
+                let body = if channel == BROADCAST {
+                    format!(r#"{{"broadcast":true,"data":{json}}}"#)
+                } else {
+                    format!(r#"{{"channel":"{channel}","data":{json}}}"#)
+                };
+                http_post(host, path, key.as_deref(), body).await
+            }
+        }
+    }
+}
+
+async fn http_post(host: &str, path: &str, key: Option<&str>, body: String) -> Result<()> {
+    let stream = TcpStream::connect(host)
+        .await
+        .with_context(|| format!("cannot connect to {host}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake failed")?;
+    tokio::spawn(conn);
+    let mut req = http::Request::post(path)
+        .header(http::header::HOST, host)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(k) = key {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {k}"));
+    }
+    let req = req.body(Full::new(Bytes::from(body)))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .context("HTTP request failed")?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let why = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| text.into_owned());
+    bail!("gateway answered {status}: {why}")
+}
+
+fn check_json(s: &str) -> Result<String> {
+    let s = s.trim();
+    serde_json::from_str::<&serde_json::value::RawValue>(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| anyhow!("not a JSON value ({e}): {s:.80}"))
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let (channel, data) = target(&args)?;
+    let mut sink = Sink::open(&args).await?;
+    let mut pace = args.rate.filter(|r| *r > 0.0).map(|r| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        t
+    });
+    if let Some(data) = &data {
+        let json = check_json(data)?;
+        for _ in 0..args.count {
+            if let Some(p) = pace.as_mut() {
+                p.tick().await;
+            }
+            sink.send(&channel, &json).await?;
+        }
+        return Ok(());
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut n = 0u64;
+    while let Some(line) = lines.next_line().await.context("reading stdin")? {
+        n += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let json = check_json(&line).with_context(|| format!("stdin line {n}"))?;
+        if let Some(p) = pace.as_mut() {
+            p.tick().await;
+        }
+        sink.send(&channel, &json).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! A fleet: several gateway processes on one real `redis-server`, `pushctl`, and Redis
+//! failures while clients stay connected.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tests::{eventually, http, within, Client, Gateway, Redis};
+use tokio::io::AsyncWriteExt;
+
+async fn fleet(redis: &Redis, n: usize, extra: &[(&str, &str)]) -> Vec<Gateway> {
+    let mut gws = Vec::new();
+    for _ in 0..n {
+        let mut b = Gateway::builder().arg("--redis-url", redis.url());
+        if !extra.iter().any(|(k, _)| *k == "--merge-window-ms") {
+            b = b.arg("--merge-window-ms", 100);
+        }
+        for (k, v) in extra {
+            b = b.arg(k, v);
+        }
+        let gw = b.start().await;
+        wait_ready(&gw).await;
+        gws.push(gw);
+    }
+    gws
+}
+
+async fn wait_ready(gw: &Gateway) {
+    eventually("gateway ready", || async {
+        (http::get(gw.public, "/readyz").await.status == 200).then_some(())
+    })
+    .await
+}
+
+/// Runs `pushctl publish --redis URL CHANNEL` with NDJSON on stdin.
+async fn pushctl_ndjson(redis_url: &str, channel: &str, lines: &[Value]) {
+    let mut child = tokio::process::Command::new(tests::process::binary("pushctl"))
+        .args(["publish", "--redis", redis_url, channel])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(&l.to_string());
+        text.push('\n');
+    }
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let status = within("pushctl", child.wait()).await.unwrap();
+    assert!(status.success(), "pushctl failed: {status}");
+}
+
+#[tokio::test]
+async fn every_client_on_every_gateway_gets_its_channel_once_in_order() {
+    let redis = Redis::start().await;
+    let gws = fleet(&redis, 3, &[]).await;
+    let channels = ["alpha", "beta", "gamma"];
+    // 30 clients: gateway i % 3, channel (i / 3) % 3: 10 per gateway, every channel on
+    // every gateway.
+    let mut clients = Vec::new();
+    for i in 0..30 {
+        let ch = channels[(i / 3) % 3];
+        let gw = &gws[i % 3];
+        clients.push((
+            ch,
+            Client::connect(&gw.ws_url(&format!("channels={ch}")), None).await,
+        ));
+    }
+    for gw in &gws {
+        gw.wait_metric("pushfleet_subscriptions", "", 10.0).await;
+        gw.wait_metric("pushfleet_bus_subscribed_channels", "", 3.0)
+            .await;
+    }
+    // 100 per channel through pushctl → Redis, and 100 per channel through gateway 0's
+    // HTTP endpoint, concurrently.
+    let via_cli = async {
+        for ch in channels {
+            let lines: Vec<Value> = (0..100)
+                .map(|n| json!({"src":"cli","ch":ch,"n":n}))
+                .collect();
+            pushctl_ndjson(&redis.url(), ch, &lines).await;
+        }
+    };
+    let via_http = async {
+        for n in 0..100 {
+            for ch in channels {
+                gws[0]
+                    .publish_ok(json!({"channel":ch,"data":{"src":"http","ch":ch,"n":n}}))
+                    .await;
+            }
+        }
+    };
+    tokio::join!(via_cli, via_http);
+
+    for (ch, c) in &mut clients {
+        let mut got: Vec<Value> = Vec::new();
+        while got.len() < 200 {
+            let batch = c.json().await;
+            assert_eq!(batch["channel"], *ch);
+            got.extend(batch["messages"].as_array().unwrap().iter().cloned());
+        }
+        assert_eq!(got.len(), 200, "exactly 200 on {ch}");
+        assert!(c.roundtrip(1).await.is_empty(), "nothing after the 200");
+        let mut per_src: HashMap<String, Vec<i64>> = HashMap::new();
+        for m in &got {
+            assert_eq!(m["ch"], *ch, "channel isolation");
+            per_src
+                .entry(m["src"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(m["n"].as_i64().unwrap());
+        }
+        let expect: Vec<i64> = (0..100).collect();
+        assert_eq!(per_src["cli"], expect, "pushctl messages once, in order");
+        assert_eq!(per_src["http"], expect, "HTTP messages once, in order");
+    }
+}
+
+#[tokio::test]
+async fn redis_subscriptions_follow_local_subscribers_with_linger() {
+    let redis = Redis::start().await;
+    let gws = fleet(&redis, 2, &[("--unsubscribe-linger-ms", "500")]).await;
+    let chans = || async { redis.pubsub_channels("pushfleet:*").await };
+    // Only the broadcast channel until someone subscribes.
+    assert_eq!(chans().await, vec!["pushfleet:b"]);
+    let mut c = Client::connect(&gws[0].ws_url(""), None).await;
+    c.send_json(json!({"op":"subscribe","channels":["lonely"],"id":1}))
+        .await;
+    assert_eq!(c.json().await["op"], "subscribed");
+    eventually("lonely subscribed on Redis", || async {
+        (chans().await == ["pushfleet:b", "pushfleet:c:lonely"]).then_some(())
+    })
+    .await;
+    // Gateway 1 has no subscriber: it subscribed to nothing but broadcast.
+    assert_eq!(
+        gws[1].metric("pushfleet_bus_subscribed_channels", "").await,
+        0.0
+    );
+
+    c.send_json(json!({"op":"unsubscribe","channels":["lonely"],"id":2}))
+        .await;
+    assert_eq!(c.json().await["op"], "unsubscribed");
+    let left = Instant::now();
+    eventually("lonely unsubscribed after the linger", || async {
+        (chans().await == ["pushfleet:b"]).then_some(())
+    })
+    .await;
+    assert!(
+        left.elapsed() >= Duration::from_millis(450),
+        "left before the linger: {:?}",
+        left.elapsed()
+    );
+
+    // Rejoining within the linger keeps the subscription without a gap.
+    c.send_json(json!({"op":"subscribe","channels":["back"],"id":3}))
+        .await;
+    assert_eq!(c.json().await["op"], "subscribed");
+    gws[0]
+        .wait_metric("pushfleet_bus_subscribed_channels", "", 1.0)
+        .await;
+    c.send_json(json!({"op":"unsubscribe","channels":["back"],"id":4}))
+        .await;
+    c.send_json(json!({"op":"subscribe","channels":["back"],"id":5}))
+        .await;
+    assert_eq!(c.json().await["op"], "unsubscribed");
+    assert_eq!(c.json().await["op"], "subscribed");
+    tokio::time::sleep(Duration::from_millis(800)).await; // past the linger: still there
+    assert_eq!(chans().await, vec!["pushfleet:b", "pushfleet:c:back"]);
+    // Disconnecting counts as leaving.
+    drop(c);
+    eventually("back unsubscribed after disconnect", || async {
+        (chans().await == ["pushfleet:b"]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_outage_drops_readiness_fails_fast_and_recovers_without_reconnects() {
+    let mut redis = Redis::start().await;
+    let gws = fleet(&redis, 2, &[]).await;
+    let mut clients = vec![
+        Client::connect(&gws[0].ws_url("channels=live"), None).await,
+        Client::connect(&gws[1].ws_url("channels=live"), None).await,
+    ];
+    for gw in &gws {
+        gw.wait_metric("pushfleet_bus_subscribed_channels", "", 1.0)
+            .await;
+    }
+    gws[0]
+        .publish_ok(json!({"channel":"live","data":"before"}))
+        .await;
+    for c in &mut clients {
+        assert_eq!(c.json().await["messages"], json!(["before"]));
+    }
+
+    redis.kill().await;
+    for gw in &gws {
+        eventually("readyz 503 during the outage", || async {
+            (http::get(gw.public, "/readyz").await.status == 503).then_some(())
+        })
+        .await;
+    }
+    let t = Instant::now();
+    let r = gws[1]
+        .publish(json!({"channel":"live","data":"lost"}))
+        .await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (503, "bus_unavailable".to_owned())
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "503 took {:?}",
+        t.elapsed()
+    );
+    // Clients are still connected.
+    for c in &mut clients {
+        assert!(c.roundtrip(1).await.is_empty());
+    }
+
+    redis.restart().await;
+    for gw in &gws {
+        wait_ready(gw).await;
+        gw.wait_metric("pushfleet_bus_subscribed_channels", "", 1.0)
+            .await;
+        assert!(gw.metric("pushfleet_bus_reconnects_total", "").await >= 1.0);
+    }
+    // The pool may hold a dead connection for one more try; the publish must succeed soon.
+    eventually("publish accepted after the restart", || async {
+        (gws[1]
+            .publish(json!({"channel":"live","data":"after"}))
+            .await
+            .status
+            == 202)
+            .then_some(())
+    })
+    .await;
+    for c in &mut clients {
+        let mut got = Vec::new();
+        while !got.contains(&json!("after")) {
+            got.extend(
+                c.json().await["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .cloned(),
+            );
+        }
+    }
+    for gw in &gws {
+        assert_eq!(
+            gw.metric("pushfleet_connections_accepted_total", "").await,
+            1.0,
+            "no client reconnected"
+        );
+    }
+}
+
+#[tokio::test]
+async fn garbage_on_redis_is_counted_and_survived() {
+    let redis = Redis::start().await;
+    let gws = fleet(&redis, 1, &[("--merge-window-ms", "0")]).await;
+    let gw = &gws[0];
+    let mut c = Client::connect(&gw.ws_url("channels=g"), None).await;
+    gw.wait_metric("pushfleet_bus_subscribed_channels", "", 1.0)
+        .await;
+    let bad_version = rmp_serde::to_vec_named(&json!({"v": 9, "d": [1], "t": 0})).unwrap();
+    let not_json = gateway::wire::Envelope::new(b"{nope", 0).encode();
+    let garbage: Vec<&[u8]> = vec![
+        b"",
+        b"\xc1",
+        b"not msgpack at all",
+        &bad_version,
+        &not_json,
+        &[0x92, 0xc4],
+    ];
+    for g in &garbage {
+        redis.publish_raw("pushfleet:c:g", g).await;
+    }
+    redis.publish_raw("pushfleet:b", b"\xff\xff").await;
+    gw.wait_metric(
+        "pushfleet_messages_dropped_total",
+        "reason=\"bad_payload\"",
+        7.0,
+    )
+    .await;
+    // A valid envelope published by hand (what another language would do) still arrives.
+    let good = gateway::wire::Envelope::new(br#"{"ok":true}"#, 1).encode();
+    redis.publish_raw("pushfleet:c:g", &good).await;
+    assert_eq!(c.json().await["messages"], json!([{"ok":true}]));
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_client_on_every_gateway() {
+    let redis = Redis::start().await;
+    let gws = fleet(&redis, 3, &[]).await;
+    let mut clients = Vec::new();
+    for gw in &gws {
+        clients.push(Client::connect(&gw.ws_url(""), None).await);
+        clients.push(Client::connect(&gw.ws_url("channels=x"), None).await);
+    }
+    for gw in &gws {
+        gw.wait_metric("pushfleet_connections", "", 2.0).await;
+    }
+    let out = tokio::process::Command::new(tests::process::binary("pushctl"))
+        .args([
+            "publish",
+            "--redis",
+            &redis.url(),
+            "--broadcast",
+            r#"{"all":true}"#,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gws[2].publish_ok(json!({"broadcast":true,"data":2})).await;
+    for c in &mut clients {
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let b = c.json().await;
+            assert_eq!(b["channel"], "*");
+            got.extend(b["messages"].as_array().unwrap().iter().cloned());
+        }
+        assert_eq!(got, vec![json!({"all":true}), json!(2)]);
+    }
+}
+
+#[tokio::test]
+async fn pushctl_http_tail_and_exit_codes() {
+    let gw = Gateway::builder()
+        .arg("--merge-window-ms", 0)
+        .arg("--api-key", "pushctl-key-1")
+        .start()
+        .await;
+    let bin = tests::process::binary("pushctl");
+    let tail = tokio::process::Command::new(&bin)
+        .args(["tail", "--url", &gw.ws_url(""), "--count", "3", "t"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    gw.wait_metric("pushfleet_subscriptions", "", 1.0).await;
+    let url = format!("http://{}", gw.internal);
+    let out = tokio::process::Command::new(&bin)
+        .args(["publish", "--url", &url, "--count", "3", "t", r#"{"n":1}"#])
+        .env("PUSHFLEET_API_KEY", "pushctl-key-1")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = within("pushctl tail", tail.wait_with_output())
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, vec![json!({"channel":"t","data":{"n":1}}); 3]);
+
+    // Wrong key: exit 1 with the gateway's reason on one line.
+    let out = tokio::process::Command::new(&bin)
+        .args(["publish", "--url", &url, "--api-key", "nope-nope", "t", "1"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // Usage errors: exit 2.
+    for args in [vec!["publish", "t", "1"], vec!["publish", "--url", &url]] {
+        let out = tokio::process::Command::new(&bin)
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    // Bad JSON data: exit 1.
+    let out = tokio::process::Command::new(&bin)
+        .args([
+            "publish",
+            "--url",
+            &url,
+            "--api-key",
+            "pushctl-key-1",
+            "t",
+            "{bad",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
