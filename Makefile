@@ -3,7 +3,7 @@ CARGO ?= cargo
 # nextest when installed, plain cargo test otherwise.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run fleet test lint build fmt clean
+.PHONY: run fleet test js-test lint build fmt clean
 
 ## run: build and start one gateway on the embedded bus (Ctrl-C stops it).
 run:
@@ -17,13 +17,18 @@ fleet:
 build:
 	$(CARGO) build --workspace --bins
 
-## test: lint, then every unit and integration test.
-test: lint build
+## test: lint, the browser client's unit tests, then every Rust unit and integration test
+## (integration tests start real gateways, redis-server and headless Chromium).
+test: lint build js-test
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 else
 	$(CARGO) test --workspace --no-fail-fast
 endif
+
+## js-test: unit tests of the browser client (node --test).
+js-test:
+	cd clients/js && node --test test/
 
 ## lint: formatting and clippy with warnings as errors.
 lint:

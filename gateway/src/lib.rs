@@ -126,9 +126,13 @@ pub async fn run(
     tokio::spawn(merger.run(merger_rx));
 
     let state = Arc::new(AppState::new(cfg.clone(), hub, bus, metrics));
+    let internal_addr = listeners
+        .internal
+        .local_addr()
+        .unwrap_or(cfg.internal_listen);
     tokio::spawn(server::serve(
         listeners.public,
-        api::public_routes(state.clone()),
+        api::public_routes(state.clone(), internal_addr),
         Some(state.clone()),
         stop.clone(),
     ));

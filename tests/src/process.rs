@@ -45,19 +45,18 @@ impl GatewayBuilder {
 
     pub async fn start(self) -> Gateway {
         let mut cmd = Command::new(binary("gateway"));
-        cmd.args([
-            "--listen",
-            "127.0.0.1:0",
-            "--internal-listen",
-            "127.0.0.1:0",
-        ])
-        .args(&self.args)
-        .envs(self.envs.iter().map(|(k, v)| (k, v)))
-        .env("PUSHFLEET_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+        for flag in ["--listen", "--internal-listen"] {
+            if !self.args.iter().any(|a| a == flag) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+        }
+        cmd.args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .env("PUSHFLEET_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn gateway");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();

@@ -121,16 +121,40 @@ fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Re
 /// Routes of the public listener (besides `/ws`, which the server handles before warp).
 pub fn public_routes(
     state: Arc<AppState>,
+    internal: std::net::SocketAddr,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let index = warp::path::end().and(warp::get()).map(|| {
+    let page: Arc<str> = crate::assets::index_html(internal).into();
+    let index = warp::path::end().and(warp::get()).map(move || {
         warp::reply::with_header(
-            warp::reply::html(crate::assets::INDEX_HTML),
+            warp::reply::html(page.to_string()),
             "cache-control",
             "no-cache",
         )
         .into_response()
     });
-    health(state).or(index).unify().recover(recover).unify()
+    let script = |body: &'static str, ctype: &'static str| {
+        move || {
+            let r = warp::reply::with_header(body, "content-type", ctype);
+            warp::reply::with_header(r, "cache-control", "no-cache").into_response()
+        }
+    };
+    let client_js = warp::path!("client.js").and(warp::get()).map(script(
+        crate::assets::CLIENT_JS,
+        "text/javascript; charset=utf-8",
+    ));
+    let client_dts = warp::path!("client.d.ts").and(warp::get()).map(script(
+        crate::assets::CLIENT_DTS,
+        "application/typescript; charset=utf-8",
+    ));
+    health(state)
+        .or(index)
+        .unify()
+        .or(client_js)
+        .unify()
+        .or(client_dts)
+        .unify()
+        .recover(recover)
+        .unify()
 }
 
 /// Routes of the internal listener.
