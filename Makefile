@@ -3,7 +3,7 @@ CARGO ?= cargo
 # nextest when installed, plain cargo test otherwise.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run fleet test js-test lint build fmt clean
+.PHONY: run fleet test js-test fuzz lint build fmt clean
 
 ## run: build and start one gateway on the embedded bus (Ctrl-C stops it).
 run:
@@ -29,6 +29,10 @@ endif
 ## js-test: unit tests of the browser client (node --test).
 js-test:
 	cd clients/js && node --test test/
+
+## fuzz: a long property-based fuzzing run of every untrusted-input decoder.
+fuzz:
+	PROPTEST_CASES=$${PROPTEST_CASES:-200000} $(CARGO) test --release -p gateway --test fuzz
 
 ## lint: formatting and clippy with warnings as errors.
 lint:

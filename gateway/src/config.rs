@@ -39,6 +39,39 @@ impl FromStr for Secret {
     }
 }
 
+/// Connect-token mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    None,
+    Jwt,
+}
+
+/// An HS256 secret: at least 16 bytes, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtSecret(String);
+
+impl JwtSecret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtSecret(****)")
+    }
+}
+
+impl FromStr for JwtSecret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() < 16 {
+            return Err("a JWT secret must be at least 16 bytes".into());
+        }
+        Ok(JwtSecret(s.to_owned()))
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -118,6 +151,28 @@ pub struct Config {
     /// Burst size of the per-connection command bucket.
     #[arg(long, env = "PUSHFLEET_COMMAND_BURST", default_value_t = 100)]
     pub command_burst: u32,
+    /// Connect tokens: `none` (every channel open) or `jwt` (`?token=` required).
+    #[arg(long, env = "PUSHFLEET_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+    /// HS256 secret for connect tokens (with --auth jwt).
+    #[arg(long, env = "PUSHFLEET_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<JwtSecret>,
+    /// PEM file with the RS256 or ES256 public key for connect tokens (with --auth jwt).
+    #[arg(long, env = "PUSHFLEET_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<std::path::PathBuf>,
+    /// New WebSocket connections per second from one client address (token bucket refill).
+    #[arg(
+        long,
+        env = "PUSHFLEET_MAX_CONNECTS_PER_IP_PER_SEC",
+        default_value_t = 50
+    )]
+    pub max_connects_per_ip_per_sec: u32,
+    /// Burst of new connections allowed from one client address.
+    #[arg(long, env = "PUSHFLEET_CONNECT_BURST_PER_IP", default_value_t = 200)]
+    pub connect_burst_per_ip: u32,
+    /// Seconds a client has to send its HTTP request (upgrade) headers.
+    #[arg(long, env = "PUSHFLEET_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
     /// Log format.
     #[arg(long, env = "PUSHFLEET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -249,6 +304,28 @@ impl Config {
             "command-burst",
             "between 1 and 100000",
         )?;
+        check(
+            (1..=100_000).contains(&self.max_connects_per_ip_per_sec),
+            "max-connects-per-ip-per-sec",
+            "between 1 and 100000",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.connect_burst_per_ip),
+            "connect-burst-per-ip",
+            "between 1 and 1000000",
+        )?;
+        check(
+            (1..=300).contains(&self.handshake_timeout_secs),
+            "handshake-timeout-secs",
+            "between 1 and 300",
+        )?;
+        if self.auth == AuthMode::Jwt {
+            check(
+                self.jwt_secret.is_some() != self.jwt_public_key.is_some(),
+                "auth",
+                "--auth jwt needs exactly one of --jwt-secret (PUSHFLEET_JWT_SECRET) and --jwt-public-key (PUSHFLEET_JWT_PUBLIC_KEY)",
+            )?;
+        }
         let origins_ok = self
             .allowed_origins
             .iter()

@@ -24,11 +24,13 @@
 
 pub mod api;
 pub mod assets;
+pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod encode;
 pub mod flush;
 pub mod hub;
+pub mod limits;
 pub mod merger;
 pub mod metrics;
 pub mod server;
@@ -79,6 +81,8 @@ pub enum RunError {
     Bind(&'static str, SocketAddr, std::io::Error),
     #[error(transparent)]
     Redis(#[from] bus::redis::SetupError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthSetupError),
 }
 
 fn build_bus(
@@ -103,6 +107,14 @@ fn build_bus(
     }
 }
 
+fn build_auth(cfg: &Config) -> Result<auth::Authenticator, RunError> {
+    Ok(auth::Authenticator::from_config(
+        cfg.auth == config::AuthMode::Jwt,
+        cfg.jwt_secret.as_ref().map(|s| s.expose()),
+        cfg.jwt_public_key.as_deref(),
+    )?)
+}
+
 /// Runs a gateway on already-bound listeners until `shutdown` completes, then drains
 /// (DESIGN §6) and returns.
 pub async fn run(
@@ -125,7 +137,12 @@ pub async fn run(
     metrics.bus_up.set(i64::from(bus.is_ready()));
     tokio::spawn(merger.run(merger_rx));
 
-    let state = Arc::new(AppState::new(cfg.clone(), hub, bus, metrics));
+    let auth = build_auth(&cfg)?;
+    let opts = server::ServeOptions {
+        header_timeout: std::time::Duration::from_secs(cfg.handshake_timeout_secs),
+        metrics: metrics.clone(),
+    };
+    let state = Arc::new(AppState::new(cfg.clone(), hub, bus, metrics, auth));
     let internal_addr = listeners
         .internal
         .local_addr()
@@ -134,12 +151,14 @@ pub async fn run(
         listeners.public,
         api::public_routes(state.clone(), internal_addr),
         Some(state.clone()),
+        opts.clone(),
         stop.clone(),
     ));
     tokio::spawn(server::serve(
         listeners.internal,
         api::internal_routes(state.clone()),
         None,
+        opts,
         stop.clone(),
     ));
 

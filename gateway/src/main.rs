@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("gateway: {e}");
             ExitCode::from(match e {
-                gateway::RunError::Redis(_) => EXIT_CONFIG as u8,
+                gateway::RunError::Redis(_) | gateway::RunError::Auth(_) => EXIT_CONFIG as u8,
                 gateway::RunError::Bind(..) => 1,
             })
         }

@@ -16,10 +16,16 @@ use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 use warp::Filter;
 
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
-/// How long a client may take to send its request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-listener settings.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// How long a client may take to send its request headers (slowloris guard).
+    pub header_timeout: Duration,
+    pub metrics: Metrics,
+}
 
 /// Serves `routes` on `listener` until `stop`; with `ws` set, `/ws` upgrades go to the
 /// gateway's own handler.
@@ -27,6 +33,7 @@ pub async fn serve<F>(
     listener: TcpListener,
     routes: F,
     ws: Option<Arc<AppState>>,
+    opts: ServeOptions,
     stop: CancellationToken,
 ) where
     F: Filter<Extract = (warp::reply::Response,), Error = Infallible>
@@ -41,7 +48,7 @@ pub async fn serve<F>(
             _ = stop.cancelled() => return,
             a = listener.accept() => a,
         };
-        let (tcp, _peer) = match accepted {
+        let (tcp, peer) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
                 // EMFILE and friends: back off a little instead of spinning.
@@ -54,25 +61,35 @@ pub async fn serve<F>(
         let svc = svc.clone();
         let ws = ws.clone();
         let stop = stop.clone();
+        let opts = opts.clone();
         tokio::spawn(async move {
-            let service =
-                service_fn(move |req: Request<Incoming>| {
-                    let mut svc = svc.clone();
-                    match &ws {
-                        Some(state) if req.uri().path() == "/ws" => Either::Left(future::ready(
-                            Ok::<_, Infallible>(crate::ws::upgrade::handle(state.clone(), req)),
-                        )),
-                        _ => Either::Right(svc.call(req)),
+            let service = service_fn(move |req: Request<Incoming>| {
+                let mut svc = svc.clone();
+                match &ws {
+                    Some(state) if req.uri().path() == "/ws" => {
+                        Either::Left(future::ready(Ok::<_, Infallible>(
+                            crate::ws::upgrade::handle(state.clone(), peer.ip(), req),
+                        )))
                     }
-                });
+                    _ => Either::Right(svc.call(req)),
+                }
+            });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(opts.header_timeout)
                 .serve_connection(TokioIo::new(tcp), service)
                 .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r {
+                    // hyper reports the header-read timeout as "read header from client
+                    // timeout"; `is_timeout` does not always see it through the upgrade layer.
+                    if e.is_timeout() || e.to_string().contains("timeout") {
+                        opts.metrics
+                            .connections_rejected
+                            .get_or_create(&[("reason", "handshake_timeout")])
+                            .inc();
+                    }
                     tracing::debug!(error = %e, "http connection ended with an error");
                 },
                 _ = stop.cancelled() => {

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::IpLimiter;
 use crate::metrics::Metrics;
 
 /// Everything a request or session needs; shared as `Arc<AppState>`.
@@ -18,13 +20,28 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Caps concurrent WebSocket connections (`--max-connections`).
     pub conn_limit: Arc<Semaphore>,
+    /// Verifies connect tokens (`--auth`).
+    pub auth: Authenticator,
+    /// New connections per second per client address.
+    pub connect_limiter: IpLimiter,
     draining: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(cfg: Arc<Config>, hub: Hub, bus: Bus, metrics: Metrics) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        hub: Hub,
+        bus: Bus,
+        metrics: Metrics,
+        auth: Authenticator,
+    ) -> Self {
         AppState {
             conn_limit: Arc::new(Semaphore::new(cfg.max_connections)),
+            connect_limiter: IpLimiter::new(
+                cfg.max_connects_per_ip_per_sec,
+                cfg.connect_burst_per_ip,
+            ),
+            auth,
             cfg,
             hub,
             bus,

@@ -5,6 +5,7 @@
 
 mod publish;
 mod tail;
+mod token;
 
 use std::process::ExitCode;
 
@@ -19,7 +20,8 @@ use clap::{Parser, Subcommand};
         pushctl publish --url http://127.0.0.1:9090 news '{\"hello\":\"world\"}'\n  \
         pushctl publish --redis redis://127.0.0.1:6379 --broadcast '\"maintenance at 5\"'\n  \
         seq 1 3 | sed 's/.*/{\"n\":&}/' | pushctl publish --url http://127.0.0.1:9090 news\n  \
-        pushctl tail --url ws://127.0.0.1:8080/ws news scores"
+        pushctl tail --url ws://127.0.0.1:8080/ws news scores\n  \
+        pushctl token --secret \"$SECRET\" --sub alice --channels 'news,room:*' --ttl 1h"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +34,8 @@ enum Command {
     Publish(publish::Args),
     /// Print every message arriving on the channels, one JSON line each.
     Tail(tail::Args),
+    /// Mint an HS256 connect token (for development and tests).
+    Token(token::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Publish(args) => publish::run(args).await,
             Command::Tail(args) => tail::run(args).await,
+            Command::Token(args) => token::run(args),
         }
     });
     match result {

@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod http;
 pub mod process;
+pub mod raw;
 pub mod redis;
 pub mod ws;
 

@@ -1,53 +1,11 @@
 //! Client commands: parsing, the per-connection rate limit, and the replies.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::time::Instant;
-
+use crate::auth::Identity;
 use crate::hub::{Channel, ConnHandle};
 use crate::state::AppState;
 use crate::wire::{validate_channel, ClientCommand, ErrorCode, IdOnly, RequestId, ServerReply};
-
-/// Token bucket for client commands: `rate` per second, up to `burst` at once.
-/// Overflow policy: **refuse** the command with error `rate_limited`; the connection stays.
-#[derive(Debug)]
-pub struct RateLimit {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    pub fn new(rate: u32, burst: u32) -> Self {
-        RateLimit {
-            tokens: f64::from(burst),
-            rate: f64::from(rate),
-            burst: f64::from(burst),
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes one token if there is one.
-    pub fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(self.last);
-        self.last = now;
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Time until the next token, for the error message.
-    pub fn retry_after(&self) -> Duration {
-        Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.0))
-    }
-}
 
 /// Decodes a command from a text (JSON) or binary (MessagePack) frame.
 pub fn parse(payload: &[u8], binary: bool) -> Result<ClientCommand, ServerReply> {
@@ -96,16 +54,23 @@ fn channels_of(names: &[String], id: &Option<RequestId>) -> Result<Vec<Channel>,
 }
 
 /// Executes one command for a connection and returns the reply.
-pub fn execute(state: &AppState, conn: &ConnHandle, cmd: ClientCommand) -> ServerReply {
+pub fn execute(
+    state: &AppState,
+    conn: &ConnHandle,
+    identity: &Identity,
+    cmd: ClientCommand,
+) -> ServerReply {
     match cmd {
         ClientCommand::Ping { id } => ServerReply::Pong { id },
-        ClientCommand::Subscribe { channels, id } => match subscribe(state, conn, &channels, &id) {
-            Ok(chs) => ServerReply::Subscribed {
-                channels: chs.iter().map(|c| c.to_string()).collect(),
-                id,
-            },
-            Err(reply) => reply,
-        },
+        ClientCommand::Subscribe { channels, id } => {
+            match subscribe(state, conn, identity, &channels, &id) {
+                Ok(chs) => ServerReply::Subscribed {
+                    channels: chs.iter().map(|c| c.to_string()).collect(),
+                    id,
+                },
+                Err(reply) => reply,
+            }
+        }
         ClientCommand::Unsubscribe { channels, id } => match channels_of(&channels, &id) {
             Ok(chs) => {
                 let gone = state.hub.unsubscribe(conn, &chs);
@@ -120,10 +85,11 @@ pub fn execute(state: &AppState, conn: &ConnHandle, cmd: ClientCommand) -> Serve
     }
 }
 
-/// Subscribes to validated channels, all or nothing.
+/// Subscribes to validated, permitted channels, all or nothing.
 pub fn subscribe(
     state: &AppState,
     conn: &ConnHandle,
+    identity: &Identity,
     names: &[String],
     id: &Option<RequestId>,
 ) -> Result<Vec<Channel>, ServerReply> {
@@ -139,6 +105,13 @@ pub fn subscribe(
         return Err(too_many(max));
     }
     let chs = channels_of(names, id)?;
+    if let Some(denied) = chs.iter().find(|c| !identity.may_subscribe(c)) {
+        return Err(error(
+            ErrorCode::Forbidden,
+            format!("this connection may not subscribe to {denied:?}"),
+            id.clone(),
+        ));
+    }
     let active = state
         .hub
         .subscribe(conn, &chs, max)
@@ -167,19 +140,6 @@ pub fn code_label(reply: &ServerReply) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn rate_limit_refills() {
-        let mut rl = RateLimit::new(10, 3);
-        assert!(rl.allow() && rl.allow() && rl.allow());
-        assert!(!rl.allow());
-        tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(rl.allow());
-        assert!(!rl.allow());
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(rl.allow() && rl.allow() && rl.allow());
-        assert!(!rl.allow(), "never more than the burst");
-    }
 
     #[test]
     fn bad_commands_echo_id() {

@@ -18,9 +18,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::commands::{self, RateLimit};
+use super::commands;
+use crate::auth::Identity;
 use crate::encode::reply_frame;
 use crate::hub::{close, ConnControl, ConnHandle, Encoding};
+use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::wire::{ErrorCode, ServerReply};
@@ -34,6 +36,8 @@ pub struct SessionParams {
     pub encoding: Encoding,
     /// Channels from `?channels=`, not yet validated.
     pub channels: Vec<String>,
+    /// The verified connect token, or `None` when it was missing or bad (close 1008).
+    pub identity: Option<Identity>,
 }
 
 /// Maps a read error to the close code to send and the metric reason. Exhaustive on
@@ -60,6 +64,10 @@ pub async fn run<S>(ws: S, state: Arc<AppState>, params: SessionParams)
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
 {
+    let Some(identity) = params.identity else {
+        refuse(ws, &state).await;
+        return;
+    };
     let (tx, rx) = mpsc::channel(state.cfg.queue_frames);
     let conn = state.hub.register(params.encoding, tx.clone());
     state.metrics.connections_accepted.inc();
@@ -69,7 +77,8 @@ where
         conn: &conn,
         tx,
         encoding: params.encoding,
-        limit: RateLimit::new(state.cfg.max_commands_per_sec, state.cfg.command_burst),
+        limit: TokenBucket::new(state.cfg.max_commands_per_sec, state.cfg.command_burst),
+        identity,
     };
     reader.initial_channels(&params.channels);
     let writer = write_loop(
@@ -84,12 +93,48 @@ where
     state.bus.channels_inactive(gone);
 }
 
+/// Closes a connection whose token was missing or bad: 1008 `unauthorized`, at once.
+async fn refuse<S>(mut ws: S, state: &AppState)
+where
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+{
+    state
+        .metrics
+        .connections_closed
+        .get_or_create(&[("reason", "unauthorized")])
+        .inc();
+    let frame = CloseFrame {
+        code: CloseCode::from(close::POLICY),
+        reason: "unauthorized".into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        ws.send(Message::Close(Some(frame))).await?;
+        // Let the client's close reply arrive before the socket goes.
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+        Ok::<_, WsError>(())
+    })
+    .await;
+}
+
+/// When a token expires, as a deadline on tokio's clock.
+fn expiry_deadline(identity: &Identity) -> Option<Instant> {
+    let exp = identity.expires_at()?;
+    let now = crate::wire::now_unix_ms() / 1000;
+    let left = (exp + crate::auth::LEEWAY_SECS).saturating_sub(now);
+    Some(Instant::now() + Duration::from_secs(left))
+}
+
 struct Reader<'a> {
     state: &'a AppState,
     conn: &'a ConnHandle,
     tx: mpsc::Sender<Message>,
     encoding: Encoding,
-    limit: RateLimit,
+    limit: TokenBucket,
+    identity: Identity,
 }
 
 impl Reader<'_> {
@@ -97,8 +142,9 @@ impl Reader<'_> {
         if names.is_empty() {
             return;
         }
-        if let Err(reply) = commands::subscribe(self.state, self.conn, names, &None) {
-            self.reply(&reply);
+        if let Err(reply) = commands::subscribe(self.state, self.conn, &self.identity, names, &None)
+        {
+            self.reply_now(&reply);
         }
     }
 
@@ -109,9 +155,17 @@ impl Reader<'_> {
         let control = self.conn.control.clone();
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
+        let expiry = expiry_deadline(&self.identity);
+        let far = Instant::now() + Duration::from_secs(10 * 365 * 86_400);
+        let expired = tokio::time::sleep_until(expiry.unwrap_or(far));
+        tokio::pin!(expired);
         loop {
             tokio::select! {
                 _ = control.closed() => break,
+                _ = &mut expired, if expiry.is_some() => {
+                    self.close(close::POLICY, "token expired", "token_expired");
+                    break;
+                }
                 _ = &mut idle => {
                     self.close(close::DRAINING, "idle timeout", "idle");
                     break;
@@ -128,7 +182,7 @@ impl Reader<'_> {
                     }
                     Some(Ok(msg)) => {
                         idle.as_mut().reset(Instant::now() + idle_timeout);
-                        if !self.on_message(msg) {
+                        if !self.on_message(msg).await {
                             return;
                         }
                     }
@@ -148,7 +202,7 @@ impl Reader<'_> {
     }
 
     /// Handles one inbound message; false when the connection should end.
-    fn on_message(&mut self, msg: Message) -> bool {
+    async fn on_message(&mut self, msg: Message) -> bool {
         let (payload, binary): (Bytes, bool) = match msg {
             Message::Text(t) => (t.into(), false),
             Message::Binary(b) => (b, true),
@@ -171,27 +225,43 @@ impl Reader<'_> {
             )
         } else {
             match commands::parse(&payload, binary) {
-                Ok(cmd) => commands::execute(self.state, self.conn, cmd),
+                Ok(cmd) => commands::execute(self.state, self.conn, &self.identity, cmd),
                 Err(reply) => reply,
             }
         };
-        self.reply(&reply);
+        self.reply(&reply).await;
         true
     }
 
-    /// Queues a reply. A full queue means the client is not reading: close it (1013).
-    fn reply(&self, reply: &ServerReply) {
+    /// Queues a reply. When the queue is full the reader waits (and so stops reading the
+    /// socket): a client that floods commands is slowed down by TCP, and no reply is lost.
+    /// A client that does not read at all is closed by the hub's slow-consumer rule.
+    async fn reply(&self, reply: &ServerReply) {
+        self.count_error(reply);
+        let frame = reply_frame(self.encoding, reply);
+        tokio::select! {
+            _ = self.tx.send(frame) => {}
+            _ = self.conn.control.closed() => {}
+        }
+    }
+
+    /// Like [`Reader::reply`] without waiting, for replies sent before the loop starts.
+    fn reply_now(&self, reply: &ServerReply) {
+        self.count_error(reply);
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.tx.try_send(reply_frame(self.encoding, reply))
+        {
+            self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
+        }
+    }
+
+    fn count_error(&self, reply: &ServerReply) {
         if let Some(code) = commands::code_label(reply) {
             self.state
                 .metrics
                 .command_errors
                 .get_or_create(&[("code", code)])
                 .inc();
-        }
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.tx.try_send(reply_frame(self.encoding, reply))
-        {
-            self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
         }
     }
 
@@ -353,7 +423,13 @@ mod tests {
         let hub = crate::hub::Hub::new(2, metrics.clone());
         let (tx, _rx) = mpsc::channel(16);
         let bus = crate::bus::Bus::Memory(crate::bus::memory::MemoryBus::new(tx));
-        Arc::new(AppState::new(cfg, hub, bus, metrics))
+        Arc::new(AppState::new(
+            cfg,
+            hub,
+            bus,
+            metrics,
+            crate::auth::Authenticator::None,
+        ))
     }
 
     fn close_code(m: &Message) -> Option<u16> {
@@ -370,6 +446,7 @@ mod tests {
         let params = SessionParams {
             encoding: Encoding::Json,
             channels: vec![],
+            identity: Some(Identity::Anonymous),
         };
         let t0 = Instant::now();
         let task = tokio::spawn(run(ws, st.clone(), params));
@@ -395,6 +472,7 @@ mod tests {
         let params = SessionParams {
             encoding: Encoding::Json,
             channels: vec![],
+            identity: Some(Identity::Anonymous),
         };
         let t0 = Instant::now();
         let task = tokio::spawn(run(ws, st.clone(), params));
@@ -423,6 +501,7 @@ mod tests {
         let params = SessionParams {
             encoding: Encoding::Json,
             channels: vec!["ok".into(), "bad name".into()],
+            identity: Some(Identity::Anonymous),
         };
         let _task = tokio::spawn(run(ws, st.clone(), params));
         let text = |m: Message| m.into_text().unwrap().to_string();

@@ -41,6 +41,7 @@ enum Refusal {
     MethodNotAllowed,
     Origin,
     Subprotocol,
+    RateLimited,
 }
 
 impl Refusal {
@@ -50,6 +51,7 @@ impl Refusal {
             Refusal::BadHandshake(_) | Refusal::Subprotocol => StatusCode::BAD_REQUEST,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::Origin => StatusCode::FORBIDDEN,
+            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -61,6 +63,7 @@ impl Refusal {
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::Origin => "origin_not_allowed",
             Refusal::Subprotocol => "unsupported_subprotocol",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 
@@ -74,6 +77,7 @@ impl Refusal {
             Refusal::Subprotocol => {
                 "supported subprotocols: pushfleet.v1.json, pushfleet.v1.msgpack"
             }
+            Refusal::RateLimited => "too many new connections from this address; retry shortly",
         }
     }
 }
@@ -148,26 +152,33 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
-/// Query parameters of `/ws`: `channels=a,b` and `token=…`.
-fn parse_query(query: Option<&str>) -> Vec<String> {
+/// Query parameters of `/ws`: `channels=a,b` (repeatable) and `token=…`.
+fn parse_query(query: Option<&str>) -> (Vec<String>, Option<String>) {
     let mut channels = Vec::new();
+    let mut token = None;
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if k == "channels" {
-            channels.extend(
+        match &*k {
+            "channels" => channels.extend(
                 v.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned),
-            );
+            ),
+            "token" => token = Some(v.into_owned()),
+            _ => {}
         }
     }
-    channels
+    (channels, token)
 }
 
 /// Answers a `GET /ws` request: 101 and a spawned session, or an HTTP error with a JSON
 /// body. Never blocks: the session starts once hyper hands over the upgraded socket.
-pub fn handle(state: Arc<AppState>, mut req: Request<Incoming>) -> warp::reply::Response {
-    match accept(&state, &mut req) {
+pub fn handle(
+    state: Arc<AppState>,
+    peer: std::net::IpAddr,
+    mut req: Request<Incoming>,
+) -> warp::reply::Response {
+    match accept(&state, peer, &mut req) {
         Ok(resp) => resp,
         Err(refusal) => {
             let reason = match refusal {
@@ -188,6 +199,7 @@ pub fn handle(state: Arc<AppState>, mut req: Request<Incoming>) -> warp::reply::
 
 fn accept(
     state: &Arc<AppState>,
+    peer: std::net::IpAddr,
     req: &mut Request<Incoming>,
 ) -> Result<warp::reply::Response, Refusal> {
     if state.is_draining() {
@@ -196,6 +208,9 @@ fn accept(
     check_handshake(req)?;
     check_origin(state, req.headers())?;
     let protocol = negotiate(req.headers())?;
+    if !state.connect_limiter.allow(peer) {
+        return Err(Refusal::RateLimited);
+    }
     let permit = state
         .conn_limit
         .clone()
@@ -206,9 +221,19 @@ fn accept(
         .get(http::header::SEC_WEBSOCKET_KEY)
         .map(|k| derive_accept_key(k.as_bytes()))
         .ok_or(Refusal::BadHandshake("missing `Sec-WebSocket-Key`"))?;
+    let (channels, token) = parse_query(req.uri().query());
+    // A bad token still completes the upgrade, so a browser sees close code 1008.
+    let identity = match state.auth.verify(token.as_deref()) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::debug!(error = %e, %peer, "connect token refused");
+            None
+        }
+    };
     let params = SessionParams {
         encoding: protocol.map_or(Encoding::Json, |p| p.0),
-        channels: parse_query(req.uri().query()),
+        channels,
+        identity,
     };
     let on_upgrade = hyper::upgrade::on(req);
     let state = state.clone();
@@ -253,12 +278,11 @@ mod tests {
 
     #[test]
     fn query_channels() {
-        assert_eq!(
-            parse_query(Some("channels=a,b%3Ac&token=x&channels=d")),
-            ["a", "b:c", "d"]
-        );
-        assert!(parse_query(None).is_empty());
-        assert!(parse_query(Some("channels=")).is_empty());
+        let (chs, token) = parse_query(Some("channels=a,b%3Ac&token=x%2By&channels=d"));
+        assert_eq!(chs, ["a", "b:c", "d"]);
+        assert_eq!(token.as_deref(), Some("x+y"));
+        assert!(parse_query(None).0.is_empty());
+        assert!(parse_query(Some("channels=")).0.is_empty());
     }
 
     #[test]
