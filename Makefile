@@ -3,7 +3,7 @@ CARGO ?= cargo
 # nextest when installed, plain cargo test otherwise.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run fleet test js-test fuzz lint build fmt clean
+.PHONY: run fleet test js-test k8s-check fuzz lint build fmt clean
 
 ## run: build and start one gateway on the embedded bus (Ctrl-C stops it).
 run:
@@ -19,7 +19,7 @@ build:
 
 ## test: lint, the browser client's unit tests, then every Rust unit and integration test
 ## (integration tests start real gateways, redis-server and headless Chromium).
-test: lint build js-test
+test: lint build js-test k8s-check
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --no-fail-fast
 else
@@ -29,6 +29,12 @@ endif
 ## js-test: unit tests of the browser client (node --test).
 js-test:
 	cd clients/js && node --test test/
+
+## k8s-check: Dockerfile sanity, helm lint --strict, renders of the chart and k8s/,
+## all validated offline against several Kubernetes versions' schemas.
+k8s-check:
+	python3 scripts/dockerfile_check.py
+	./scripts/k8s-check.sh
 
 ## fuzz: a long property-based fuzzing run of every untrusted-input decoder.
 fuzz:
