@@ -63,15 +63,28 @@ pub struct Listeners {
 
 impl Listeners {
     /// Binds both listeners from the configuration.
-    pub async fn bind(cfg: &Config) -> Result<Listeners, RunError> {
-        let public = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|e| RunError::Bind("listen", cfg.listen, e))?;
-        let internal = TcpListener::bind(cfg.internal_listen)
-            .await
+    pub fn bind(cfg: &Config) -> Result<Listeners, RunError> {
+        let public =
+            listen(cfg.listen).map_err(|e| RunError::Bind("listen", cfg.listen, e))?;
+        let internal = listen(cfg.internal_listen)
             .map_err(|e| RunError::Bind("internal-listen", cfg.internal_listen, e))?;
         Ok(Listeners { public, internal })
     }
+}
+
+/// Accept backlog: large, so a burst of thousands of connects is not dropped by the
+/// kernel (the system's `somaxconn` caps it anyway).
+const BACKLOG: u32 = 8192;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(BACKLOG)
 }
 
 /// Why the gateway could not run.

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        let listeners = Listeners::bind(&cfg).await?;
+        let listeners = Listeners::bind(&cfg)?;
         let public = listeners.public.local_addr().map_err(|e| gateway::RunError::Bind("listen", cfg.listen, e))?;
         let internal = listeners
             .internal

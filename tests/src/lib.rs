@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod bench;
 pub mod browser;
 pub mod http;
 pub mod process;

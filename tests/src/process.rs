@@ -29,6 +29,7 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct GatewayBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    dir: Option<PathBuf>,
 }
 
 impl GatewayBuilder {
@@ -38,13 +39,23 @@ impl GatewayBuilder {
         self
     }
 
+    /// Run the `gateway` found in `dir` (e.g. `target/release` for benchmarks).
+    pub fn binary_dir(mut self, dir: PathBuf) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.envs.push((k.to_owned(), v.to_owned()));
         self
     }
 
     pub async fn start(self) -> Gateway {
-        let mut cmd = Command::new(binary("gateway"));
+        let exe = match &self.dir {
+            Some(d) => d.join("gateway"),
+            None => binary("gateway"),
+        };
+        let mut cmd = Command::new(exe);
         for flag in ["--listen", "--internal-listen"] {
             if !self.args.iter().any(|a| a == flag) {
                 cmd.args([flag, "127.0.0.1:0"]);

@@ -1,0 +1,451 @@
+//! `bench`: drives real gateway processes with real WebSocket clients spread over worker
+//! processes and source addresses, and reports the figures of DESIGN §5.
+//!
+//! Every figure comes from the processes themselves: connections and latencies from the
+//! workers, RSS and CPU from `/proc/<gateway>`, frames, batches and serializations from the
+//! gateway's `/metrics`, and the bare-write baseline from [`bare`] in the same run.
+
+pub mod bare;
+pub mod hist;
+pub mod svg;
+pub mod worker;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+use crate::{Gateway, Redis};
+use hist::Histogram;
+use worker::{now_us, WorkerReport};
+
+/// Most connections one worker process opens (one process may hold ~20,000 files).
+const PER_WORKER: usize = 15_000;
+
+/// One benchmark scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Scenario {
+    pub name: String,
+    pub gateways: usize,
+    pub conns: usize,
+    pub channels: usize,
+    /// Messages per second, in total over all channels (0: idle scenario).
+    pub rate: u32,
+    pub duration_s: u64,
+    pub window_ms: u64,
+    pub via_redis: bool,
+    /// Padding bytes in each message.
+    pub payload: usize,
+    /// Also measure the bare-write baseline with the same frame and socket count.
+    pub baseline: bool,
+}
+
+/// What a scenario measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    pub scenario: Option<Scenario>,
+    pub connected: u64,
+    pub connect_failed: u64,
+    pub connect_s: f64,
+    pub rss_idle_kib_per_conn: f64,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub published: u64,
+    pub messages_delivered: u64,
+    pub messages_expected: u64,
+    pub frames_delivered: u64,
+    pub gateway_frames_sent: f64,
+    pub gateway_cpu_s: f64,
+    pub cpu_us_per_frame: f64,
+    pub cpu_s_per_million_messages: f64,
+    pub batches: f64,
+    pub serializations: f64,
+    pub serializations_per_batch: f64,
+    pub avg_frame_bytes: f64,
+    pub excess_p50_ms: f64,
+    pub excess_p90_ms: f64,
+    pub excess_p99_ms: f64,
+    pub excess_max_ms: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub bare: Option<bare::BareReport>,
+    pub cpu_ratio_to_bare: Option<f64>,
+    pub slow_consumer_closes: f64,
+    #[serde(skip)]
+    pub message_latency: Histogram,
+}
+
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.parent().expect("profile dir").to_path_buf()
+    } else {
+        dir
+    }
+}
+
+/// Kernel clock ticks per second, for /proc/<pid>/stat.
+fn ticks_per_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime + stime of a process, seconds.
+pub fn proc_cpu_s(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // rest starts at field 3 (state); utime is field 14, stime 15.
+    (ticks(11) + ticks(12)) / ticks_per_s()
+}
+
+struct WorkerProc {
+    child: Child,
+    stdin: ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+async fn spawn_worker(
+    target: SocketAddr,
+    source: IpAddr,
+    conns: usize,
+    channels: &[String],
+    window_ms: u64,
+    raw: bool,
+) -> WorkerProc {
+    let mut cmd = Command::new(bin_dir().join("bench"));
+    cmd.arg("worker")
+        .args(["--target", &target.to_string()])
+        .args(["--source", &source.to_string()])
+        .args(["--conns", &conns.to_string()])
+        .args(["--channels", &channels.join(",")])
+        .args(["--window-ms", &window_ms.to_string()])
+        .args(["--connect-rate", "20000"]);
+    if raw {
+        cmd.arg("--raw-tcp");
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn bench worker");
+    let stdin = child.stdin.take().expect("stdin");
+    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    WorkerProc {
+        child,
+        stdin,
+        lines,
+    }
+}
+
+impl WorkerProc {
+    async fn ready(&mut self) -> (u64, u64, u64) {
+        let line = tokio::time::timeout(Duration::from_secs(180), self.lines.next_line())
+            .await
+            .expect("worker ready in time")
+            .expect("worker output")
+            .expect("worker exited early");
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (v[0], v[1], v[2])
+    }
+
+    async fn report(mut self) -> WorkerReport {
+        let _ = self.stdin.write_all(b"report\n").await;
+        let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+            .await
+            .expect("worker report in time")
+            .expect("worker output")
+            .unwrap_or_default();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+        serde_json::from_str(&line).unwrap_or_default()
+    }
+}
+
+/// Source address for worker `k`: 127.0.0.2, 127.0.0.3, …
+fn source(k: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (k % 250) as u8))
+}
+
+async fn start_gateways(s: &Scenario, redis: Option<&Redis>) -> Vec<Gateway> {
+    let mut gws = Vec::new();
+    for _ in 0..s.gateways {
+        let mut b = Gateway::builder()
+            .arg("--merge-window-ms", s.window_ms)
+            .arg("--max-connections", 19_000)
+            .arg("--max-connects-per-ip-per-sec", 100_000)
+            .arg("--connect-burst-per-ip", 1_000_000)
+            .arg("--max-batch-bytes", 1 << 20)
+            .arg("--queue-frames", 256)
+            .binary_dir(bin_dir());
+        if let Some(r) = redis {
+            b = b.arg("--redis-url", r.url());
+        }
+        gws.push(b.start().await);
+    }
+    for gw in &gws {
+        crate::eventually("gateway ready", || async {
+            (crate::http::get(gw.public, "/readyz").await.status == 200).then_some(())
+        })
+        .await;
+    }
+    gws
+}
+
+async fn sum_metric(gws: &[Gateway], name: &str, labels: &str) -> f64 {
+    let mut t = 0.0;
+    for g in gws {
+        t += g.metric(name, labels).await;
+    }
+    t
+}
+
+async fn publisher(s: &Scenario, gws: &[Gateway], redis: Option<&Redis>, channels: &[String]) -> u64 {
+    let pad = "x".repeat(s.payload);
+    let total = u64::from(s.rate) * s.duration_s;
+    let gap = Duration::from_secs_f64(1.0 / f64::from(s.rate.max(1)));
+    let mut tick = tokio::time::interval(gap);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut redis_conn = match redis {
+        Some(r) if s.via_redis => Some(r.conn().await),
+        _ => None,
+    };
+    let keys = gateway::bus::redis::Keys::new("pushfleet");
+    let mut sent = 0;
+    for i in 0..total {
+        tick.tick().await;
+        let ch = &channels[i as usize % channels.len()];
+        let data = format!(r#"{{"ts_us":{},"seq":{i},"pad":"{pad}"}}"#, now_us());
+        match redis_conn.as_mut() {
+            Some(c) => {
+                if gateway::bus::redis::publish_one(c, &keys, ch, data.as_bytes())
+                    .await
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            None => {
+                let gw = &gws[i as usize % gws.len()];
+                let body = format!(r#"{{"channel":"{ch}","data":{data}}}"#);
+                let r = crate::http::post_json(gw.internal, "/api/publish", &body).await;
+                if r.status == 202 {
+                    sent += 1;
+                }
+            }
+        }
+    }
+    sent
+}
+
+/// Runs one scenario end to end.
+pub async fn run(s: &Scenario) -> Outcome {
+    eprintln!("bench: {} ({} conns, {} gateway(s))", s.name, s.conns, s.gateways);
+    let redis = if s.via_redis || s.gateways > 1 {
+        Some(Redis::start().await)
+    } else {
+        None
+    };
+    let gws = start_gateways(s, redis.as_ref()).await;
+    let channels: Vec<String> = (0..s.channels.max(1)).map(|i| format!("bench{i}")).collect();
+    let rss_before: u64 = gws.iter().map(|g| g.rss_kib()).sum();
+
+    // Workers: per gateway, chunks of at most PER_WORKER, each from its own source address.
+    let mut workers = Vec::new();
+    let mut k = 0;
+    let per_gw = s.conns / s.gateways;
+    for gw in &gws {
+        let mut left = per_gw;
+        while left > 0 {
+            let n = left.min(PER_WORKER);
+            workers.push(spawn_worker(gw.public, source(k), n, &channels, s.window_ms, false).await);
+            k += 1;
+            left -= n;
+        }
+    }
+    let t0 = Instant::now();
+    let mut connected = 0;
+    let mut failed = 0;
+    for w in workers.iter_mut() {
+        let (c, f, _) = w.ready().await;
+        connected += c;
+        failed += f;
+    }
+    let connect_s = t0.elapsed().as_secs_f64();
+    for gw in &gws {
+        let want = (connected / s.gateways as u64) as f64;
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            while gw.metric("pushfleet_subscriptions", "").await < want {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after: u64 = gws.iter().map(|g| g.rss_kib()).sum();
+    let mut out = Outcome {
+        scenario: Some(s.clone()),
+        connected,
+        connect_failed: failed,
+        connect_s,
+        rss_before_kib: rss_before,
+        rss_after_kib: rss_after,
+        rss_idle_kib_per_conn: (rss_after.saturating_sub(rss_before)) as f64 / connected.max(1) as f64,
+        ..Outcome::default()
+    };
+
+    if s.rate > 0 {
+        let cpu0: f64 = gws.iter().map(|g| proc_cpu_s(g.pid())).sum();
+        let frames0 = sum_metric(&gws, "pushfleet_frames_sent_total", "").await;
+        let bytes0 = sum_metric(&gws, "pushfleet_bytes_sent_total", "").await;
+        let ser0 = sum_metric(&gws, "pushfleet_serializations_total", "encoding=\"json\"").await;
+        let batches0 = batches(&gws).await;
+        out.published = publisher(s, &gws, redis.as_ref(), &channels).await;
+        // Let the last window flush and the clients read it.
+        tokio::time::sleep(Duration::from_millis(s.window_ms + 1500)).await;
+        out.gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
+        out.gateway_frames_sent = sum_metric(&gws, "pushfleet_frames_sent_total", "").await - frames0;
+        let bytes = sum_metric(&gws, "pushfleet_bytes_sent_total", "").await - bytes0;
+        out.serializations =
+            sum_metric(&gws, "pushfleet_serializations_total", "encoding=\"json\"").await - ser0;
+        out.batches = batches(&gws).await - batches0;
+        out.serializations_per_batch = out.serializations / out.batches.max(1.0);
+        out.avg_frame_bytes = bytes / out.gateway_frames_sent.max(1.0);
+        out.cpu_us_per_frame = out.gateway_cpu_s * 1e6 / out.gateway_frames_sent.max(1.0);
+        out.slow_consumer_closes =
+            sum_metric(&gws, "pushfleet_connections_closed_total", "reason=\"slow_consumer\"").await;
+    }
+
+    let mut excess = Histogram::default();
+    let mut latency = Histogram::default();
+    for w in workers {
+        let r = w.report().await;
+        out.messages_delivered += r.messages;
+        out.frames_delivered += r.frames;
+        excess.merge(&r.batch_excess);
+        latency.merge(&r.message_latency);
+    }
+    let per_channel = connected as f64 / channels.len() as f64;
+    out.messages_expected = (out.published as f64 * per_channel).round() as u64;
+    out.cpu_s_per_million_messages = out.gateway_cpu_s * 1e6 / (out.messages_delivered.max(1) as f64);
+    let ms = |us: u64| us as f64 / 1000.0;
+    out.excess_p50_ms = ms(excess.quantile(0.50));
+    out.excess_p90_ms = ms(excess.quantile(0.90));
+    out.excess_p99_ms = ms(excess.quantile(0.99));
+    out.excess_max_ms = ms(excess.max_us);
+    out.latency_p50_ms = ms(latency.quantile(0.50));
+    out.latency_p99_ms = ms(latency.quantile(0.99));
+    out.message_latency = latency;
+    for gw in &gws {
+        gw.terminate();
+    }
+
+    if s.baseline && out.gateway_frames_sent > 0.0 {
+        let rounds = (out.gateway_frames_sent / connected.max(1) as f64).round().max(1.0) as u32;
+        let b = baseline(connected as usize, out.avg_frame_bytes as usize, rounds).await;
+        out.cpu_ratio_to_bare = Some(out.cpu_us_per_frame / b.cpu_us_per_write.max(1e-9));
+        out.bare = Some(b);
+    }
+    out
+}
+
+async fn batches(gws: &[Gateway]) -> f64 {
+    let mut t = 0.0;
+    for trig in ["window", "count", "bytes", "immediate"] {
+        t += sum_metric(gws, "pushfleet_batches_flushed_total", &format!("trigger=\"{trig}\"")).await;
+    }
+    t
+}
+
+/// The bare-write baseline: `sockets` plain TCP sockets, `rounds` writes of `frame_bytes`.
+pub async fn baseline(sockets: usize, frame_bytes: usize, rounds: u32) -> bare::BareReport {
+    let mut server = Command::new(bin_dir().join("bench"))
+        .arg("bare")
+        .args(["--sockets", &sockets.to_string()])
+        .args(["--frame-bytes", &frame_bytes.saturating_sub(10).to_string()])
+        .args(["--rounds", &rounds.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn bare server");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let first = lines.next_line().await.ok().flatten().unwrap_or_default();
+    let addr: SocketAddr = first
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .expect("bare server address");
+    let mut readers = Vec::new();
+    let mut left = sockets;
+    let mut k = 100;
+    while left > 0 {
+        let n = left.min(PER_WORKER);
+        let mut w = spawn_worker(addr, source(k), n, &["x".into()], 0, true).await;
+        w.ready().await;
+        readers.push(w);
+        k += 1;
+        left -= n;
+    }
+    let line = tokio::time::timeout(Duration::from_secs(300), lines.next_line())
+        .await
+        .ok()
+        .and_then(|l| l.ok().flatten())
+        .unwrap_or_default();
+    for r in readers {
+        let _ = r.report().await;
+    }
+    serde_json::from_str(&line).unwrap_or_default()
+}
+
+/// The standard scenarios (`make bench`) or small ones (`make bench-quick`, and `tiny`
+/// for `make test`).
+pub fn scenarios(size: &str) -> Vec<Scenario> {
+    let sc = |name: &str, gateways, conns, channels, rate, duration_s, window_ms, via_redis, baseline| Scenario {
+        name: name.into(),
+        gateways,
+        conns,
+        channels,
+        rate,
+        duration_s,
+        window_ms,
+        via_redis,
+        payload: 64,
+        baseline,
+    };
+    match size {
+        "tiny" => vec![
+            sc("fanout", 1, 50, 1, 20, 2, 200, false, true),
+            sc("fleet", 2, 40, 2, 20, 2, 100, true, false),
+        ],
+        "quick" => vec![
+            sc("idle-3k", 1, 3_000, 1, 0, 0, 1000, false, false),
+            sc("fanout-3k", 1, 3_000, 1, 100, 5, 1000, false, true),
+            sc("latency-500", 1, 500, 1, 100, 5, 0, false, false),
+            sc("fleet-3x1k", 3, 3_000, 1, 100, 5, 1000, true, false),
+        ],
+        _ => vec![
+            sc("idle-15k", 1, 15_000, 1, 0, 0, 1000, false, false),
+            sc("fanout-15k", 1, 15_000, 1, 100, 10, 1000, false, true),
+            sc("latency-500", 1, 500, 1, 100, 10, 0, false, false),
+            sc("fleet-3x5k", 3, 15_000, 1, 100, 10, 1000, true, false),
+            sc("channels-20x750", 1, 15_000, 20, 100, 10, 1000, false, false),
+        ],
+    }
+}

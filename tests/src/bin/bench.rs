@@ -1,0 +1,229 @@
+//! `bench`: the load generator and benchmark driver (see `make bench`).
+//!
+//! - `bench run [--size full|quick|tiny] [--out DIR]`: runs the scenarios and writes
+//!   `DIR/<timestamp>.json`, `.md` and two SVG plots.
+//! - `bench worker …`: one client process (started by `run`).
+//! - `bench bare …`: the bare-write baseline server (started by `run`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tests::bench::{self, svg, Outcome};
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Pushfleet load generator and benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the scenarios and write the report.
+    Run {
+        #[arg(long, default_value = "full")]
+        size: String,
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+        /// Only the scenarios whose name contains this.
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// A client process.
+    Worker {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        source: IpAddr,
+        #[arg(long)]
+        conns: usize,
+        #[arg(long, value_delimiter = ',')]
+        channels: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        window_ms: u64,
+        #[arg(long, default_value_t = 5000)]
+        connect_rate: u32,
+        #[arg(long)]
+        raw_tcp: bool,
+    },
+    /// The bare-write baseline server.
+    Bare {
+        #[arg(long)]
+        sockets: usize,
+        #[arg(long)]
+        frame_bytes: usize,
+        #[arg(long)]
+        rounds: u32,
+        #[arg(long, default_value_t = 100)]
+        gap_ms: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Bare {
+            sockets,
+            frame_bytes,
+            rounds,
+            gap_ms,
+        } => bench::bare::run(sockets, frame_bytes, rounds, Duration::from_millis(gap_ms)),
+        Cmd::Worker {
+            target,
+            source,
+            conns,
+            channels,
+            window_ms,
+            connect_rate,
+            raw_tcp,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(bench::worker::run(bench::worker::WorkerArgs {
+                target,
+                source,
+                conns,
+                channels,
+                connect_rate,
+                window_us: window_ms * 1000,
+                raw_tcp,
+            }));
+        }
+        Cmd::Run { size, out, only } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(run(&size, &out, only.as_deref()));
+        }
+    }
+}
+
+async fn run(size: &str, out: &std::path::Path, only: Option<&str>) {
+    let mut results: Vec<Outcome> = Vec::new();
+    for s in bench::scenarios(size) {
+        if only.is_some_and(|o| !s.name.contains(o)) {
+            continue;
+        }
+        let r = bench::run(&s).await;
+        eprintln!("{}", summary_line(&r));
+        results.push(r);
+    }
+    let stamp = timestamp();
+    std::fs::create_dir_all(out).expect("create results dir");
+    let base = out.join(format!("{stamp}-{size}"));
+    let json = serde_json::json!({
+        "when": stamp,
+        "size": size,
+        "machine": machine(),
+        "command": format!("bench run --size {size}"),
+        "results": results,
+    });
+    std::fs::write(base.with_extension("json"), serde_json::to_string_pretty(&json).unwrap_or_default())
+        .expect("write json");
+    let md = markdown(&stamp, size, &results);
+    std::fs::write(base.with_extension("md"), &md).expect("write md");
+    let cdf: Vec<(String, Vec<(f64, f64)>)> = results
+        .iter()
+        .filter(|r| r.message_latency.total > 0)
+        .map(|r| (name(r), r.message_latency.cdf()))
+        .collect();
+    std::fs::write(format!("{}-latency.svg", base.display()), svg::latency_cdf(&cdf)).expect("write svg");
+    let cpu: Vec<(String, f64, f64, Option<f64>)> = results
+        .iter()
+        .filter(|r| r.gateway_frames_sent > 0.0)
+        .map(|r| (name(r), r.connected as f64, r.cpu_us_per_frame, r.bare.as_ref().map(|b| b.cpu_us_per_write)))
+        .collect();
+    std::fs::write(format!("{}-cpu.svg", base.display()), svg::cpu_per_frame(&cpu)).expect("write svg");
+    println!("{md}");
+    println!("written: {}.{{json,md}}, {}-latency.svg, {}-cpu.svg", base.display(), base.display(), base.display());
+}
+
+fn name(r: &Outcome) -> String {
+    r.scenario.as_ref().map(|s| s.name.clone()).unwrap_or_default()
+}
+
+fn summary_line(r: &Outcome) -> String {
+    format!(
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, excess p99 {:.1} ms, {} of {} messages, {:.2} serializations/batch",
+        name(r),
+        r.connected,
+        r.connect_s,
+        r.rss_idle_kib_per_conn,
+        r.cpu_us_per_frame,
+        r.cpu_ratio_to_bare.map(|x| format!(" ({x:.2}× bare)")).unwrap_or_default(),
+        r.excess_p99_ms,
+        r.messages_delivered,
+        r.messages_expected,
+        r.serializations_per_batch
+    )
+}
+
+fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
+    let mut s = format!(
+        "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `make bench` (`bench run --size {size}`, release build). Machine: {}.\n\n",
+        machine()
+    );
+    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | bare µs/write | ratio | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes |\n");
+    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for r in results {
+        let bare = r.bare.as_ref().map_or("–".into(), |b| format!("{:.2}", b.cpu_us_per_write));
+        let ratio = r.cpu_ratio_to_bare.map_or("–".into(), |x| format!("{x:.2}"));
+        s.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} |\n",
+            name(r),
+            r.connected,
+            r.connect_s,
+            r.rss_idle_kib_per_conn,
+            r.messages_delivered,
+            r.messages_expected,
+            r.frames_delivered,
+            r.cpu_us_per_frame,
+            bare,
+            ratio,
+            r.serializations_per_batch,
+            r.excess_p50_ms,
+            r.excess_p99_ms,
+            r.excess_max_ms,
+            r.latency_p50_ms,
+            r.latency_p99_ms,
+            r.slow_consumer_closes
+        ));
+    }
+    s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. CPU from /proc (utime+stime) of the gateway process(es) during the publish phase, divided by `pushfleet_frames_sent_total`.\n");
+    s
+}
+
+fn timestamp() -> String {
+    let secs = tests::bench::worker::now_us() / 1_000_000;
+    let (d, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = d as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0)))
+        .unwrap_or(0);
+    format!("{cpus} cores ({model}), {} GiB", mem / 1024 / 1024)
+}
