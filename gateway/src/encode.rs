@@ -5,27 +5,40 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::Serialize;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::frame::{self, OP_BINARY, OP_TEXT};
 use crate::hub::Encoding;
 use crate::wire::ServerReply;
+
+const JSON_PREFIX: &[u8] = b"{\"op\":\"batch\",\"channel\":\"";
+const JSON_MIDDLE: &[u8] = b"\",\"messages\":[";
+const JSON_SUFFIX: &[u8] = b"]}";
 
 /// `{"op":"batch","channel":"<channel>","messages":[m1,m2,…]}` with each message's bytes
 /// copied verbatim. `channel` is a validated name (or `*`), so it needs no escaping.
 pub fn batch_json(channel: &str, messages: &[Bytes]) -> Bytes {
-    let body: usize = messages.iter().map(|m| m.len() + 1).sum();
-    let mut out = BytesMut::with_capacity(48 + channel.len() + body);
-    out.put_slice(b"{\"op\":\"batch\",\"channel\":\"");
+    let mut out = BytesMut::with_capacity(json_len(channel, messages));
+    put_json(&mut out, channel, messages);
+    out.freeze()
+}
+
+fn json_len(channel: &str, messages: &[Bytes]) -> usize {
+    let body: usize =
+        messages.iter().map(|m| m.len()).sum::<usize>() + messages.len().saturating_sub(1);
+    JSON_PREFIX.len() + channel.len() + JSON_MIDDLE.len() + body + JSON_SUFFIX.len()
+}
+
+fn put_json(out: &mut BytesMut, channel: &str, messages: &[Bytes]) {
+    out.put_slice(JSON_PREFIX);
     out.put_slice(channel.as_bytes());
-    out.put_slice(b"\",\"messages\":[");
+    out.put_slice(JSON_MIDDLE);
     for (i, m) in messages.iter().enumerate() {
         if i > 0 {
             out.put_u8(b',');
         }
         out.put_slice(m);
     }
-    out.put_slice(b"]}");
-    out.freeze()
+    out.put_slice(JSON_SUFFIX);
 }
 
 #[derive(Serialize)]
@@ -49,24 +62,29 @@ pub fn batch_msgpack(channel: &str, messages: &[Bytes]) -> Bytes {
     Bytes::from(rmp_serde::to_vec_named(&batch).unwrap_or_default())
 }
 
-/// Builds the batch frame for `enc`.
-pub fn batch_frame(enc: Encoding, channel: &str, messages: &[Bytes]) -> Message {
+/// The complete WebSocket frame (header and payload, built in one buffer) of a batch in
+/// `enc`: what every connection using that encoding is sent, byte for byte.
+pub fn batch_frame(enc: Encoding, channel: &str, messages: &[Bytes]) -> Bytes {
     match enc {
         Encoding::Json => {
-            let bytes = batch_json(channel, messages);
-            // Concatenated valid JSON is valid UTF-8; a failure here would mean a bug
-            // upstream, and an empty text frame is the harmless answer.
-            Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_default())
+            let len = json_len(channel, messages);
+            let mut out = BytesMut::with_capacity(frame::header_len(len) + len);
+            frame::put_header(&mut out, OP_TEXT, len);
+            put_json(&mut out, channel, messages);
+            out.freeze()
         }
-        Encoding::Msgpack => Message::Binary(batch_msgpack(channel, messages)),
+        Encoding::Msgpack => frame::frame(OP_BINARY, &batch_msgpack(channel, messages)),
     }
 }
 
-/// Encodes a reply in the connection's encoding.
-pub fn reply_frame(enc: Encoding, reply: &ServerReply) -> Message {
+/// A reply as a complete frame in the connection's encoding.
+pub fn reply_frame(enc: Encoding, reply: &ServerReply) -> Bytes {
     match enc {
-        Encoding::Json => Message::text(serde_json::to_string(reply).unwrap_or_default()),
-        Encoding::Msgpack => Message::binary(rmp_serde::to_vec_named(reply).unwrap_or_default()),
+        Encoding::Json => frame::frame(OP_TEXT, &serde_json::to_vec(reply).unwrap_or_default()),
+        Encoding::Msgpack => frame::frame(
+            OP_BINARY,
+            &rmp_serde::to_vec_named(reply).unwrap_or_default(),
+        ),
     }
 }
 
@@ -88,6 +106,16 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["messages"][0]["a"], 1);
+    }
+
+    #[test]
+    fn json_frame_is_header_plus_batch() {
+        let msgs = [Bytes::from_static(b"1"), Bytes::from_static(br#"{"a":2}"#)];
+        let f = batch_frame(Encoding::Json, "c", &msgs);
+        let body = batch_json("c", &msgs);
+        assert_eq!(f[0], 0x81);
+        assert_eq!(usize::from(f[1]), body.len());
+        assert_eq!(&f[2..], &body[..]);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -49,16 +49,16 @@ impl Encoding {
     }
 }
 
-/// The frames of one batch: one prebuilt message per encoding in use. Cloning a
-/// `Message` clones a refcounted `Bytes`; no connection copies or re-encodes the batch.
+/// The frames of one batch: one complete WebSocket frame per encoding in use, built once.
+/// Connections get refcounted clones; none copies, re-encodes or re-frames the batch.
 #[derive(Debug, Default)]
 pub struct Frames {
-    pub json: Option<Message>,
-    pub msgpack: Option<Message>,
+    pub json: Option<Bytes>,
+    pub msgpack: Option<Bytes>,
 }
 
 impl Frames {
-    fn get(&self, enc: Encoding) -> Option<&Message> {
+    fn get(&self, enc: Encoding) -> Option<&Bytes> {
         match enc {
             Encoding::Json => self.json.as_ref(),
             Encoding::Msgpack => self.msgpack.as_ref(),
@@ -130,7 +130,7 @@ pub struct TooManySubscriptions {
 }
 
 struct ConnEntry {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Bytes>,
     encoding: Encoding,
     control: Arc<ConnControl>,
     channels: HashSet<Channel>,
@@ -266,7 +266,7 @@ impl Hub {
     }
 
     /// Adds a connection whose writer drains `tx`'s receiver.
-    pub fn register(&self, encoding: Encoding, tx: mpsc::Sender<Message>) -> ConnHandle {
+    pub fn register(&self, encoding: Encoding, tx: mpsc::Sender<Bytes>) -> ConnHandle {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let control = Arc::new(ConnControl::default());
         let entry = ConnEntry {
@@ -492,12 +492,12 @@ mod tests {
 
     fn frames(text: &str) -> Arc<Frames> {
         Arc::new(Frames {
-            json: Some(Message::text(text.to_owned())),
-            msgpack: Some(Message::binary(text.as_bytes().to_vec())),
+            json: Some(Bytes::from(text.to_owned())),
+            msgpack: Some(Bytes::from(format!("mp:{text}"))),
         })
     }
 
-    async fn recv(rx: &mut mpsc::Receiver<Message>) -> Message {
+    async fn recv(rx: &mut mpsc::Receiver<Bytes>) -> Bytes {
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("delivery timed out")
@@ -526,11 +526,11 @@ mod tests {
         hub.subscribe(&conns[4], &[ch("b")], 10).unwrap();
         hub.fanout(ch("a"), frames("A")).await;
         for rx in rxs.iter_mut().take(4) {
-            assert_eq!(recv(rx).await, Message::text("A"));
+            assert_eq!(recv(rx).await, "A");
         }
         hub.fanout(ch("*"), frames("ALL")).await;
         for rx in rxs.iter_mut() {
-            assert_eq!(recv(rx).await, Message::text("ALL"));
+            assert_eq!(recv(rx).await, "ALL");
         }
         // Channel isolation: "b" got nothing from "a".
         assert!(rxs[4].try_recv().is_err());
@@ -570,10 +570,7 @@ mod tests {
             hub.fanout(ch("x"), frames(&i.to_string())).await;
         }
         for i in 0..10 {
-            assert_eq!(
-                recv(&mut fast_rx).await,
-                Message::binary(i.to_string().into_bytes())
-            );
+            assert_eq!(recv(&mut fast_rx).await, Bytes::from(format!("mp:{i}")));
         }
         assert_eq!(
             slow.control.code(),

@@ -29,6 +29,7 @@ pub mod bus;
 pub mod config;
 pub mod encode;
 pub mod flush;
+pub mod frame;
 pub mod hub;
 pub mod limits;
 pub mod merger;
@@ -64,8 +65,7 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both listeners from the configuration.
     pub fn bind(cfg: &Config) -> Result<Listeners, RunError> {
-        let public =
-            listen(cfg.listen).map_err(|e| RunError::Bind("listen", cfg.listen, e))?;
+        let public = listen(cfg.listen).map_err(|e| RunError::Bind("listen", cfg.listen, e))?;
         let internal = listen(cfg.internal_listen)
             .map_err(|e| RunError::Bind("internal-listen", cfg.internal_listen, e))?;
         Ok(Listeners { public, internal })

@@ -2,5 +2,6 @@
 //! reader and one writer ([`session`]) and client commands ([`commands`]).
 
 pub mod commands;
+pub mod io;
 pub mod session;
 pub mod upgrade;

@@ -1,26 +1,32 @@
 //! One WebSocket connection: a reader loop and a writer loop joined in one task.
 //!
-//! The writer owns the sink: it drains the bounded outbound queue (batches from the hub,
-//! replies from the reader), sends pings, and sends the close frame. The reader owns the
-//! stream: commands, the idle deadline, and inbound limits. Either side ends the
-//! connection through the shared [`ConnControl`]; the first close code wins.
+//! The writer owns the socket's write half: it writes the prebuilt frames of the bounded
+//! outbound queue (batches from the hub, replies from the reader) as they are, plus pings,
+//! tungstenite's own control replies (see [`super::io`]) and the close frame. The reader
+//! owns the read half through tungstenite: commands, the idle deadline, inbound limits.
+//! Either side ends the connection through the shared [`ConnControl`]; the first close
+//! code wins.
 //!
-//! Generic over `Sink`/`Stream`, so the timing logic is unit-tested on tokio's paused clock.
+//! Generic over `AsyncRead`/`AsyncWrite`, so the timing logic is unit-tested over in-memory
+//! pipes on tokio's paused clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
 
 use super::commands;
+use super::io::{ControlOut, ReadSide};
 use crate::auth::Identity;
 use crate::encode::reply_frame;
+use crate::frame;
 use crate::hub::{close, ConnControl, ConnHandle, Encoding};
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
@@ -59,19 +65,33 @@ fn close_for(err: &WsError) -> (u16, &'static str, &'static str) {
     }
 }
 
-/// Runs a connection until it closes, then unregisters it.
-pub async fn run<S>(ws: S, state: Arc<AppState>, params: SessionParams)
-where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin + Send,
+/// Runs a connection until it closes, then unregisters it. `prefix` holds bytes the
+/// HTTP layer had already read past the upgrade request.
+pub async fn run<R, W>(
+    read: R,
+    prefix: Bytes,
+    write: W,
+    state: Arc<AppState>,
+    params: SessionParams,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
 {
     let Some(identity) = params.identity else {
-        refuse(ws, &state).await;
+        Box::pin(refuse(read, write, &state)).await;
         return;
     };
+    let out = Arc::new(ControlOut::default());
+    let cfg = super::upgrade::ws_config(state.cfg.max_message_bytes);
+    let stream = WebSocketStream::from_raw_socket(
+        ReadSide::new(read, prefix, out.clone()),
+        Role::Server,
+        Some(cfg),
+    )
+    .await;
     let (tx, rx) = mpsc::channel(state.cfg.queue_frames);
     let conn = state.hub.register(params.encoding, tx.clone());
     state.metrics.connections_accepted.inc();
-    let (sink, stream) = ws.split();
     let mut reader = Reader {
         state: &state,
         conn: &conn,
@@ -81,41 +101,37 @@ where
         identity,
     };
     reader.initial_channels(&params.channels);
-    let writer = write_loop(
-        sink,
-        rx,
-        conn.control.clone(),
-        state.cfg.ping_interval(),
-        state.metrics.clone(),
+    let writer = Writer {
+        out,
+        control: conn.control.clone(),
+        metrics: state.metrics.clone(),
+    };
+    tokio::join!(
+        writer.run(write, rx, state.cfg.ping_interval()),
+        reader.read_loop(stream, state.cfg.idle_timeout())
     );
-    tokio::join!(writer, reader.read_loop(stream, state.cfg.idle_timeout()));
     let gone = state.hub.unregister(&conn);
     state.bus.channels_inactive(gone);
 }
 
 /// Closes a connection whose token was missing or bad: 1008 `unauthorized`, at once.
-async fn refuse<S>(mut ws: S, state: &AppState)
+async fn refuse<R, W>(mut read: R, mut write: W, state: &AppState)
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
 {
     state
         .metrics
         .connections_closed
         .get_or_create(&[("reason", "unauthorized")])
         .inc();
-    let frame = CloseFrame {
-        code: CloseCode::from(close::POLICY),
-        reason: "unauthorized".into(),
-    };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        ws.send(Message::Close(Some(frame))).await?;
+        write
+            .write_all(&frame::close(close::POLICY, "unauthorized"))
+            .await?;
+        write.flush().await?;
         // Let the client's close reply arrive before the socket goes.
-        while let Some(Ok(m)) = ws.next().await {
-            if m.is_close() {
-                break;
-            }
-        }
-        Ok::<_, WsError>(())
+        tokio::io::copy(&mut read, &mut tokio::io::sink()).await
     })
     .await;
 }
@@ -131,7 +147,7 @@ fn expiry_deadline(identity: &Identity) -> Option<Instant> {
 struct Reader<'a> {
     state: &'a AppState,
     conn: &'a ConnHandle,
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Bytes>,
     encoding: Encoding,
     limit: TokenBucket,
     identity: Identity,
@@ -276,144 +292,115 @@ impl Reader<'_> {
     }
 }
 
-/// Drains the outbound queue into the sink, pings every `ping_every`, and on close sends
-/// the close frame (bounded by [`CLOSE_TIMEOUT`]).
-async fn write_loop<K>(
-    mut sink: K,
-    mut rx: mpsc::Receiver<Message>,
+/// The writer half of a session.
+struct Writer {
+    out: Arc<ControlOut>,
     control: Arc<ConnControl>,
-    ping_every: Duration,
     metrics: Metrics,
-) where
-    K: Sink<Message, Error = WsError> + Unpin,
-{
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let step = async {
-            tokio::select! {
-                m = rx.recv() => match m {
-                    Some(m) => write_batch(&mut sink, m, &mut rx, &metrics).await,
-                    None => Err(WsError::AlreadyClosed),
-                },
-                _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await,
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = control.closed() => break,
-            r = step => if r.is_err() {
-                // The peer is gone; nothing more can be written.
-                control.close(close::NORMAL, "connection lost");
-                return;
-            },
-        }
-    }
-    let (code, reason) = control.code().unwrap_or((close::NORMAL, ""));
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        sink.send(Message::Close(Some(frame))).await?;
-        sink.close().await
-    })
-    .await;
 }
 
-/// Writes `first` and whatever else is already queued, then flushes once.
-async fn write_batch<K>(
-    sink: &mut K,
-    first: Message,
-    rx: &mut mpsc::Receiver<Message>,
-    metrics: &Metrics,
-) -> Result<(), WsError>
-where
-    K: Sink<Message, Error = WsError> + Unpin,
-{
-    let mut frames = 0u64;
-    let mut bytes = 0u64;
-    let mut next = Some(first);
-    while let Some(m) = next {
-        frames += 1;
-        bytes += m.len() as u64;
-        sink.feed(m).await?;
-        next = if frames < 64 {
-            rx.try_recv().ok()
-        } else {
-            None
-        };
+/// Frames written per wake-up before yielding to other connections.
+const WRITE_BATCH: usize = 64;
+
+impl Writer {
+    /// Writes queued frames, control replies and pings until the connection closes, then
+    /// the close frame (bounded by [`CLOSE_TIMEOUT`]).
+    ///
+    /// `cur` holds the unwritten rest of the frame in progress. A close can interrupt a
+    /// write that the socket is blocking; the rest of that frame then still goes out
+    /// before the close frame, so the client never sees half a frame.
+    async fn run<W: AsyncWrite + Unpin>(
+        self,
+        mut w: W,
+        mut rx: mpsc::Receiver<Bytes>,
+        ping_every: Duration,
+    ) {
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cur = Bytes::new();
+        loop {
+            let step = async {
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Some(f) => self.write_frames(&mut w, &mut cur, f, &mut rx).await,
+                        None => Err(std::io::ErrorKind::BrokenPipe.into()),
+                    },
+                    _ = self.out.notify.notified() => {
+                        let b = self.out.take();
+                        write_frame(&mut w, &mut cur, b).await
+                    }
+                    _ = ping.tick() => write_frame(&mut w, &mut cur, frame::ping()).await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = self.control.closed() => break,
+                r = step => if r.is_err() {
+                    // The peer is gone; nothing more can be written.
+                    self.control.close(close::NORMAL, "connection lost");
+                    return;
+                },
+            }
+        }
+        let (code, reason) = self.control.code().unwrap_or((close::NORMAL, ""));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            w.write_all(&cur).await?;
+            w.write_all(&self.out.take()).await?;
+            w.write_all(&frame::close(code, reason)).await?;
+            w.shutdown().await
+        })
+        .await;
     }
-    sink.flush().await?;
-    metrics.frames_sent.inc_by(frames);
-    metrics.bytes_sent.inc_by(bytes);
+
+    /// Writes `first` and whatever else is already queued: each frame's shared bytes go to
+    /// the socket as they are.
+    async fn write_frames<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut W,
+        cur: &mut Bytes,
+        first: Bytes,
+        rx: &mut mpsc::Receiver<Bytes>,
+    ) -> std::io::Result<()> {
+        let mut frames = 0u64;
+        let mut bytes = 0u64;
+        let mut next = Some(first);
+        while let Some(f) = next {
+            frames += 1;
+            bytes += f.len() as u64;
+            write_frame(w, cur, f).await?;
+            next = if frames < WRITE_BATCH as u64 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        self.metrics.frames_sent.inc_by(frames);
+        self.metrics.bytes_sent.inc_by(bytes);
+        Ok(())
+    }
+}
+
+/// Writes one frame, keeping its unwritten rest in `cur` (see [`Writer::run`]).
+async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    cur: &mut Bytes,
+    frame: Bytes,
+) -> std::io::Result<()> {
+    *cur = frame;
+    while !cur.is_empty() {
+        let n = w.write(cur).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes::Buf::advance(cur, n);
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_channel::mpsc as fmpsc;
-
-    /// An in-memory duplex: what the session writes goes to `out`; `inp` feeds it.
-    #[allow(clippy::type_complexity)]
-    fn pair() -> (
-        impl Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
-        fmpsc::UnboundedSender<Result<Message, WsError>>,
-        fmpsc::UnboundedReceiver<Message>,
-    ) {
-        let (in_tx, in_rx) = fmpsc::unbounded();
-        let (out_tx, out_rx) = fmpsc::unbounded::<Message>();
-        let sink = out_tx.sink_map_err(|_| WsError::AlreadyClosed);
-        (
-            Duplex {
-                sink,
-                stream: in_rx,
-            },
-            in_tx,
-            out_rx,
-        )
-    }
-
-    struct Duplex<K, R> {
-        sink: K,
-        stream: R,
-    }
-
-    impl<K: Sink<Message, Error = WsError> + Unpin, R: Unpin> Sink<Message> for Duplex<K, R> {
-        type Error = WsError;
-        fn poll_ready(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), WsError>> {
-            std::pin::Pin::new(&mut self.sink).poll_ready(cx)
-        }
-        fn start_send(mut self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), WsError> {
-            std::pin::Pin::new(&mut self.sink).start_send(item)
-        }
-        fn poll_flush(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), WsError>> {
-            std::pin::Pin::new(&mut self.sink).poll_flush(cx)
-        }
-        fn poll_close(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), WsError>> {
-            std::pin::Pin::new(&mut self.sink).poll_close(cx)
-        }
-    }
-
-    impl<K: Unpin, R: Stream + Unpin> Stream for Duplex<K, R> {
-        type Item = R::Item;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<R::Item>> {
-            std::pin::Pin::new(&mut self.stream).poll_next(cx)
-        }
-    }
+    use tokio::io::{AsyncReadExt, DuplexStream};
 
     fn state(args: &[&str]) -> Arc<AppState> {
         let mut v = vec!["gateway"];
@@ -432,35 +419,70 @@ mod tests {
         ))
     }
 
-    fn close_code(m: &Message) -> Option<u16> {
-        match m {
-            Message::Close(Some(f)) => Some(f.code.into()),
-            _ => None,
+    fn params(channels: &[&str]) -> SessionParams {
+        SessionParams {
+            encoding: Encoding::Json,
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+            identity: Some(Identity::Anonymous),
         }
+    }
+
+    /// Starts a session on one end of an in-memory pipe; returns the client's end.
+    fn start(st: &Arc<AppState>, p: SessionParams) -> (DuplexStream, tokio::task::JoinHandle<()>) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (r, w) = tokio::io::split(server);
+        let task = tokio::spawn(run(r, Bytes::new(), w, st.clone(), p));
+        (client, task)
+    }
+
+    /// Reads one server frame: (opcode, payload). Server frames are unmasked.
+    async fn read_frame(c: &mut DuplexStream) -> (u8, Vec<u8>) {
+        let mut h = [0u8; 2];
+        c.read_exact(&mut h).await.unwrap();
+        assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+        let len = match h[1] & 0x7f {
+            126 => usize::from(c.read_u16().await.unwrap()),
+            127 => c.read_u64().await.unwrap() as usize,
+            n => usize::from(n),
+        };
+        let mut p = vec![0u8; len];
+        c.read_exact(&mut p).await.unwrap();
+        (h[0] & 0x0f, p)
+    }
+
+    /// A masked client frame.
+    fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() < 126);
+        let mut f = vec![0x80 | opcode, 0x80 | payload.len() as u8, 1, 2, 3, 4];
+        f.extend(
+            payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+        );
+        f
+    }
+
+    fn close_code(payload: &[u8]) -> u16 {
+        u16::from_be_bytes([payload[0], payload[1]])
     }
 
     #[tokio::test(start_paused = true)]
     async fn pings_on_schedule_and_drops_a_silent_client_after_idle_timeout() {
         let st = state(&["--ping-interval-secs", "10", "--idle-timeout-secs", "30"]);
-        let (ws, _inp, mut out) = pair();
-        let params = SessionParams {
-            encoding: Encoding::Json,
-            channels: vec![],
-            identity: Some(Identity::Anonymous),
-        };
         let t0 = Instant::now();
-        let task = tokio::spawn(run(ws, st.clone(), params));
+        let (mut c, task) = start(&st, params(&[]));
         let mut pings = 0;
-        let last = loop {
-            let m = out.next().await.expect("session wrote nothing");
-            match m {
-                Message::Ping(_) => pings += 1,
+        let (op, payload) = loop {
+            match read_frame(&mut c).await {
+                (0x9, _) => pings += 1,
                 other => break other,
             }
         };
-        assert_eq!(close_code(&last), Some(close::DRAINING));
+        assert_eq!((op, close_code(&payload)), (0x8, close::DRAINING));
         assert_eq!(Instant::now() - t0, Duration::from_secs(30));
         assert_eq!(pings, 2, "pings at 10 s and 20 s");
+        drop(c);
         task.await.unwrap();
         assert_eq!(st.hub.connection_count(), 0);
     }
@@ -468,60 +490,73 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn any_inbound_frame_keeps_the_connection_alive() {
         let st = state(&["--ping-interval-secs", "10", "--idle-timeout-secs", "30"]);
-        let (ws, inp, mut out) = pair();
-        let params = SessionParams {
-            encoding: Encoding::Json,
-            channels: vec![],
-            identity: Some(Identity::Anonymous),
-        };
         let t0 = Instant::now();
-        let task = tokio::spawn(run(ws, st.clone(), params));
-        // Answer each ping with a pong for a while, then go silent.
+        let (mut c, _task) = start(&st, params(&[]));
         let mut answered = 0;
-        let last = loop {
-            match out.next().await.expect("session wrote nothing") {
-                Message::Ping(p) if answered < 5 => {
+        let payload = loop {
+            match read_frame(&mut c).await {
+                (0x9, p) if answered < 5 => {
                     answered += 1;
-                    inp.unbounded_send(Ok(Message::Pong(p))).unwrap();
+                    c.write_all(&client_frame(0xA, &p)).await.unwrap();
                 }
-                Message::Ping(_) => {}
-                other => break other,
+                (0x9, _) => {}
+                (0x8, p) => break p,
+                other => panic!("unexpected {other:?}"),
             }
         };
-        assert_eq!(close_code(&last), Some(close::DRAINING));
+        assert_eq!(close_code(&payload), close::DRAINING);
         // Last pong at 50 s, so the idle close comes 30 s later.
         assert_eq!(Instant::now() - t0, Duration::from_secs(80));
-        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_pings_get_pongs_through_the_writer() {
+        let st = state(&[]);
+        let (mut c, _task) = start(&st, params(&[]));
+        c.write_all(&client_frame(0x9, b"abc")).await.unwrap();
+        assert_eq!(read_frame(&mut c).await, (0xA, b"abc".to_vec()));
     }
 
     #[tokio::test(start_paused = true)]
     async fn commands_get_replies_with_ids() {
         let st = state(&[]);
-        let (ws, inp, mut out) = pair();
-        let params = SessionParams {
-            encoding: Encoding::Json,
-            channels: vec!["ok".into(), "bad name".into()],
-            identity: Some(Identity::Anonymous),
+        let (c, _task) = start(&st, params(&["ok", "bad name"]));
+        let mut ws = WebSocketStream::from_raw_socket(c, Role::Client, None).await;
+        use futures_util::SinkExt;
+        let mut next_text = async || match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) => t.to_string(),
+            other => panic!("unexpected {other:?}"),
         };
-        let _task = tokio::spawn(run(ws, st.clone(), params));
-        let text = |m: Message| m.into_text().unwrap().to_string();
         // Bad name at connect: error frame, and the good one is not subscribed either.
-        let first = text(out.next().await.unwrap());
+        let first = next_text().await;
         assert!(first.contains("\"invalid_channel\""), "{first}");
-        inp.unbounded_send(Ok(Message::text(r#"{"op":"ping","id":3}"#)))
+        drop(next_text);
+        ws.send(Message::text(r#"{"op":"ping","id":3}"#))
+            .await
             .unwrap();
-        assert_eq!(text(out.next().await.unwrap()), r#"{"op":"pong","id":3}"#);
-        inp.unbounded_send(Ok(Message::text(
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::text(r#"{"op":"pong","id":3}"#)
+        );
+        ws.send(Message::text(
             r#"{"op":"subscribe","channels":["a","a","b"],"id":"s"}"#,
-        )))
+        ))
+        .await
         .unwrap();
         assert_eq!(
-            text(out.next().await.unwrap()),
-            r#"{"op":"subscribed","channels":["a","b"],"id":"s"}"#
+            ws.next().await.unwrap().unwrap(),
+            Message::text(r#"{"op":"subscribed","channels":["a","b"],"id":"s"}"#)
         );
         assert!(st.hub.has_subscribers("a"));
-        inp.unbounded_send(Ok(Message::text("{"))).unwrap();
-        let err = text(out.next().await.unwrap());
+        ws.send(Message::text("{")).await.unwrap();
+        let err = ws
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .to_string();
         assert!(err.contains("\"bad_request\""), "{err}");
     }
 }

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::session::{self, SessionParams};
 use crate::api::json_error;
@@ -21,11 +22,10 @@ use crate::wire::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 /// Bytes read from a socket at a time. Small, because most sockets are idle.
 const READ_BUFFER: usize = 4 * 1024;
 
-/// The tungstenite settings every connection gets.
+/// The tungstenite settings every connection gets (it only reads: writes are ours).
 pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        // Write each frame as soon as it is sent: one write per batch frame.
         .write_buffer_size(0)
         .max_write_buffer_size(usize::MAX)
         .max_message_size(Some(max_message_bytes))
@@ -245,10 +245,20 @@ fn accept(
                 return;
             }
         };
-        let cfg = ws_config(state.cfg.max_message_bytes);
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg)).await;
-        session::run(ws, state, params).await;
+        // Take the TCP socket back from hyper, so frames are written to it directly. Bytes
+        // hyper read past the request are kept (copied, so hyper's 8 KiB read buffer is
+        // freed rather than held for the life of the connection).
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let prefix = Bytes::copy_from_slice(&parts.read_buf);
+                let (r, w) = parts.io.into_inner().into_split();
+                session::run(r, prefix, w, state, params).await;
+            }
+            Err(upgraded) => {
+                let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+                session::run(r, Bytes::new(), w, state, params).await;
+            }
+        }
         drop(permit);
     });
 

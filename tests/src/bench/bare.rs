@@ -72,7 +72,11 @@ pub fn run(sockets: usize, frame_bytes: usize, rounds: u32, gap: Duration) {
         frame_bytes: frame.len(),
         writes,
         cpu_s,
-        cpu_us_per_write: if writes > 0 { cpu_s * 1e6 / writes as f64 } else { 0.0 },
+        cpu_us_per_write: if writes > 0 {
+            cpu_s * 1e6 / writes as f64
+        } else {
+            0.0
+        },
     };
     println!("{}", serde_json::to_string(&report).unwrap_or_default());
 }

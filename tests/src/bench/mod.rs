@@ -218,7 +218,12 @@ async fn sum_metric(gws: &[Gateway], name: &str, labels: &str) -> f64 {
     t
 }
 
-async fn publisher(s: &Scenario, gws: &[Gateway], redis: Option<&Redis>, channels: &[String]) -> u64 {
+async fn publisher(
+    s: &Scenario,
+    gws: &[Gateway],
+    redis: Option<&Redis>,
+    channels: &[String],
+) -> u64 {
     let pad = "x".repeat(s.payload);
     let total = u64::from(s.rate) * s.duration_s;
     let gap = Duration::from_secs_f64(1.0 / f64::from(s.rate.max(1)));
@@ -258,14 +263,19 @@ async fn publisher(s: &Scenario, gws: &[Gateway], redis: Option<&Redis>, channel
 
 /// Runs one scenario end to end.
 pub async fn run(s: &Scenario) -> Outcome {
-    eprintln!("bench: {} ({} conns, {} gateway(s))", s.name, s.conns, s.gateways);
+    eprintln!(
+        "bench: {} ({} conns, {} gateway(s))",
+        s.name, s.conns, s.gateways
+    );
     let redis = if s.via_redis || s.gateways > 1 {
         Some(Redis::start().await)
     } else {
         None
     };
     let gws = start_gateways(s, redis.as_ref()).await;
-    let channels: Vec<String> = (0..s.channels.max(1)).map(|i| format!("bench{i}")).collect();
+    let channels: Vec<String> = (0..s.channels.max(1))
+        .map(|i| format!("bench{i}"))
+        .collect();
     let rss_before: u64 = gws.iter().map(|g| g.rss_kib()).sum();
 
     // Workers: per gateway, chunks of at most PER_WORKER, each from its own source address.
@@ -276,7 +286,8 @@ pub async fn run(s: &Scenario) -> Outcome {
         let mut left = per_gw;
         while left > 0 {
             let n = left.min(PER_WORKER);
-            workers.push(spawn_worker(gw.public, source(k), n, &channels, s.window_ms, false).await);
+            workers
+                .push(spawn_worker(gw.public, source(k), n, &channels, s.window_ms, false).await);
             k += 1;
             left -= n;
         }
@@ -308,7 +319,8 @@ pub async fn run(s: &Scenario) -> Outcome {
         connect_s,
         rss_before_kib: rss_before,
         rss_after_kib: rss_after,
-        rss_idle_kib_per_conn: (rss_after.saturating_sub(rss_before)) as f64 / connected.max(1) as f64,
+        rss_idle_kib_per_conn: (rss_after.saturating_sub(rss_before)) as f64
+            / connected.max(1) as f64,
         ..Outcome::default()
     };
 
@@ -322,7 +334,8 @@ pub async fn run(s: &Scenario) -> Outcome {
         // Let the last window flush and the clients read it.
         tokio::time::sleep(Duration::from_millis(s.window_ms + 1500)).await;
         out.gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
-        out.gateway_frames_sent = sum_metric(&gws, "pushfleet_frames_sent_total", "").await - frames0;
+        out.gateway_frames_sent =
+            sum_metric(&gws, "pushfleet_frames_sent_total", "").await - frames0;
         let bytes = sum_metric(&gws, "pushfleet_bytes_sent_total", "").await - bytes0;
         out.serializations =
             sum_metric(&gws, "pushfleet_serializations_total", "encoding=\"json\"").await - ser0;
@@ -330,8 +343,12 @@ pub async fn run(s: &Scenario) -> Outcome {
         out.serializations_per_batch = out.serializations / out.batches.max(1.0);
         out.avg_frame_bytes = bytes / out.gateway_frames_sent.max(1.0);
         out.cpu_us_per_frame = out.gateway_cpu_s * 1e6 / out.gateway_frames_sent.max(1.0);
-        out.slow_consumer_closes =
-            sum_metric(&gws, "pushfleet_connections_closed_total", "reason=\"slow_consumer\"").await;
+        out.slow_consumer_closes = sum_metric(
+            &gws,
+            "pushfleet_connections_closed_total",
+            "reason=\"slow_consumer\"",
+        )
+        .await;
     }
 
     let mut excess = Histogram::default();
@@ -345,7 +362,8 @@ pub async fn run(s: &Scenario) -> Outcome {
     }
     let per_channel = connected as f64 / channels.len() as f64;
     out.messages_expected = (out.published as f64 * per_channel).round() as u64;
-    out.cpu_s_per_million_messages = out.gateway_cpu_s * 1e6 / (out.messages_delivered.max(1) as f64);
+    out.cpu_s_per_million_messages =
+        out.gateway_cpu_s * 1e6 / (out.messages_delivered.max(1) as f64);
     let ms = |us: u64| us as f64 / 1000.0;
     out.excess_p50_ms = ms(excess.quantile(0.50));
     out.excess_p90_ms = ms(excess.quantile(0.90));
@@ -359,7 +377,9 @@ pub async fn run(s: &Scenario) -> Outcome {
     }
 
     if s.baseline && out.gateway_frames_sent > 0.0 {
-        let rounds = (out.gateway_frames_sent / connected.max(1) as f64).round().max(1.0) as u32;
+        let rounds = (out.gateway_frames_sent / connected.max(1) as f64)
+            .round()
+            .max(1.0) as u32;
         let b = baseline(connected as usize, out.avg_frame_bytes as usize, rounds).await;
         out.cpu_ratio_to_bare = Some(out.cpu_us_per_frame / b.cpu_us_per_write.max(1e-9));
         out.bare = Some(b);
@@ -370,7 +390,12 @@ pub async fn run(s: &Scenario) -> Outcome {
 async fn batches(gws: &[Gateway]) -> f64 {
     let mut t = 0.0;
     for trig in ["window", "count", "bytes", "immediate"] {
-        t += sum_metric(gws, "pushfleet_batches_flushed_total", &format!("trigger=\"{trig}\"")).await;
+        t += sum_metric(
+            gws,
+            "pushfleet_batches_flushed_total",
+            &format!("trigger=\"{trig}\""),
+        )
+        .await;
     }
     t
 }
@@ -417,7 +442,15 @@ pub async fn baseline(sockets: usize, frame_bytes: usize, rounds: u32) -> bare::
 /// The standard scenarios (`make bench`) or small ones (`make bench-quick`, and `tiny`
 /// for `make test`).
 pub fn scenarios(size: &str) -> Vec<Scenario> {
-    let sc = |name: &str, gateways, conns, channels, rate, duration_s, window_ms, via_redis, baseline| Scenario {
+    let sc = |name: &str,
+              gateways,
+              conns,
+              channels,
+              rate,
+              duration_s,
+              window_ms,
+              via_redis,
+              baseline| Scenario {
         name: name.into(),
         gateways,
         conns,
@@ -445,7 +478,17 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
             sc("fanout-15k", 1, 15_000, 1, 100, 10, 1000, false, true),
             sc("latency-500", 1, 500, 1, 100, 10, 0, false, false),
             sc("fleet-3x5k", 3, 15_000, 1, 100, 10, 1000, true, false),
-            sc("channels-20x750", 1, 15_000, 20, 100, 10, 1000, false, false),
+            sc(
+                "channels-20x750",
+                1,
+                15_000,
+                20,
+                100,
+                10,
+                1000,
+                false,
+                false,
+            ),
         ],
     }
 }

@@ -8,7 +8,9 @@ const L: f64 = 70.0;
 const R: f64 = 20.0;
 const T: f64 = 40.0;
 const B: f64 = 50.0;
-const COLORS: [&str; 6] = ["#2f6fde", "#e0603a", "#2a9d6f", "#9b59b6", "#c9a227", "#555"];
+const COLORS: [&str; 6] = [
+    "#2f6fde", "#e0603a", "#2a9d6f", "#9b59b6", "#c9a227", "#555",
+];
 
 fn frame(out: &mut String, title: &str, xlabel: &str, ylabel: &str) {
     let _ = write!(
@@ -31,21 +33,52 @@ fn frame(out: &mut String, title: &str, xlabel: &str, ylabel: &str) {
 /// Latency CDFs (x: milliseconds, log scale; y: fraction of messages), one line per series.
 pub fn latency_cdf(series: &[(String, Vec<(f64, f64)>)]) -> String {
     let mut out = String::new();
-    frame(&mut out, "Publish → deliver latency (CDF)", "latency, ms (log scale)", "fraction of messages");
+    frame(
+        &mut out,
+        "Publish → deliver latency (CDF)",
+        "latency, ms (log scale)",
+        "fraction of messages",
+    );
     let (lo, hi) = (0.01f64, 10_000.0f64);
-    let x = |ms: f64| L + (ms.clamp(lo, hi).log10() - lo.log10()) / (hi.log10() - lo.log10()) * (W - L - R);
+    let x = |ms: f64| {
+        L + (ms.clamp(lo, hi).log10() - lo.log10()) / (hi.log10() - lo.log10()) * (W - L - R)
+    };
     let y = |f: f64| (H - B) - f * (H - T - B);
     for d in [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0] {
-        let _ = write!(out, r##"<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="#ddd"/><text x="{0}" y="{3}" text-anchor="middle">{d}</text>"##, x(d), T, H - B, H - B + 16.0);
+        let _ = write!(
+            out,
+            r##"<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="#ddd"/><text x="{0}" y="{3}" text-anchor="middle">{d}</text>"##,
+            x(d),
+            T,
+            H - B,
+            H - B + 16.0
+        );
     }
     for f in [0.0, 0.5, 0.9, 0.99, 1.0] {
-        let _ = write!(out, r##"<text x="{0}" y="{1}" text-anchor="end">{f}</text>"##, L - 6.0, y(f) + 4.0);
+        let _ = write!(
+            out,
+            r##"<text x="{0}" y="{1}" text-anchor="end">{f}</text>"##,
+            L - 6.0,
+            y(f) + 4.0
+        );
     }
     for (i, (name, pts)) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
-        let path: Vec<String> = pts.iter().map(|(us, f)| format!("{:.1},{:.1}", x(us / 1000.0), y(*f))).collect();
-        let _ = write!(out, r##"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"##, path.join(" "));
-        let _ = write!(out, r##"<text x="{0}" y="{1}" fill="{c}">{name}</text>"##, L + 10.0, T + 16.0 + 15.0 * i as f64);
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(us, f)| format!("{:.1},{:.1}", x(us / 1000.0), y(*f)))
+            .collect();
+        let _ = write!(
+            out,
+            r##"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"##,
+            path.join(" ")
+        );
+        let _ = write!(
+            out,
+            r##"<text x="{0}" y="{1}" fill="{c}">{name}</text>"##,
+            L + 10.0,
+            T + 16.0 + 15.0 * i as f64
+        );
     }
     out.push_str("</svg>\n");
     out
@@ -54,7 +87,12 @@ pub fn latency_cdf(series: &[(String, Vec<(f64, f64)>)]) -> String {
 /// CPU per delivered frame against connection count, with the bare-write baseline.
 pub fn cpu_per_frame(points: &[(String, f64, f64, Option<f64>)]) -> String {
     let mut out = String::new();
-    frame(&mut out, "Gateway CPU per delivered frame", "scenario (connections)", "µs of CPU per frame");
+    frame(
+        &mut out,
+        "Gateway CPU per delivered frame",
+        "scenario (connections)",
+        "µs of CPU per frame",
+    );
     let max = points
         .iter()
         .map(|p| p.2.max(p.3.unwrap_or(0.0)))
@@ -65,18 +103,51 @@ pub fn cpu_per_frame(points: &[(String, f64, f64, Option<f64>)]) -> String {
     let y = |v: f64| (H - B) - v / max * (H - T - B);
     for i in 0..=4 {
         let v = max * f64::from(i) / 4.0;
-        let _ = write!(out, r##"<text x="{0}" y="{1}" text-anchor="end">{v:.1}</text><line x1="{L}" y1="{2}" x2="{3}" y2="{2}" stroke="#eee"/>"##, L - 6.0, y(v) + 4.0, y(v), W - R);
+        let _ = write!(
+            out,
+            r##"<text x="{0}" y="{1}" text-anchor="end">{v:.1}</text><line x1="{L}" y1="{2}" x2="{3}" y2="{2}" stroke="#eee"/>"##,
+            L - 6.0,
+            y(v) + 4.0,
+            y(v),
+            W - R
+        );
     }
     for (i, (name, conns, us, bare)) in points.iter().enumerate() {
         let x0 = L + slot * i as f64 + slot * 0.15;
         let bw = slot * 0.3;
-        let _ = write!(out, r##"<rect x="{x0:.1}" y="{0:.1}" width="{bw:.1}" height="{1:.1}" fill="{2}"/>"##, y(*us), (H - B) - y(*us), COLORS[0]);
+        let _ = write!(
+            out,
+            r##"<rect x="{x0:.1}" y="{0:.1}" width="{bw:.1}" height="{1:.1}" fill="{2}"/>"##,
+            y(*us),
+            (H - B) - y(*us),
+            COLORS[0]
+        );
         if let Some(b) = bare {
-            let _ = write!(out, r##"<rect x="{0:.1}" y="{1:.1}" width="{bw:.1}" height="{2:.1}" fill="{3}"/>"##, x0 + bw, y(*b), (H - B) - y(*b), COLORS[1]);
+            let _ = write!(
+                out,
+                r##"<rect x="{0:.1}" y="{1:.1}" width="{bw:.1}" height="{2:.1}" fill="{3}"/>"##,
+                x0 + bw,
+                y(*b),
+                (H - B) - y(*b),
+                COLORS[1]
+            );
         }
-        let _ = write!(out, r##"<text x="{0:.1}" y="{1}" text-anchor="middle">{name} ({conns})</text>"##, x0 + bw, H - B + 16.0);
+        let _ = write!(
+            out,
+            r##"<text x="{0:.1}" y="{1}" text-anchor="middle">{name} ({conns})</text>"##,
+            x0 + bw,
+            H - B + 16.0
+        );
     }
-    let _ = write!(out, r##"<text x="{0}" y="{1}" fill="{2}">gateway</text><text x="{0}" y="{3}" fill="{4}">bare socket write</text>"##, W - R - 130.0, T + 10.0, COLORS[0], T + 25.0, COLORS[1]);
+    let _ = write!(
+        out,
+        r##"<text x="{0}" y="{1}" fill="{2}">gateway</text><text x="{0}" y="{3}" fill="{4}">bare socket write</text>"##,
+        W - R - 130.0,
+        T + 10.0,
+        COLORS[0],
+        T + 25.0,
+        COLORS[1]
+    );
     out.push_str("</svg>\n");
     out
 }

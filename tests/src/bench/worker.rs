@@ -87,7 +87,12 @@ async fn connect(args: &WorkerArgs, i: usize) -> std::io::Result<tokio::net::Tcp
     sock.connect(args.target).await
 }
 
-async fn run_ws(stream: tokio::net::TcpStream, args: Arc<WorkerArgs>, i: usize, shared: Arc<Shared>) {
+async fn run_ws(
+    stream: tokio::net::TcpStream,
+    args: Arc<WorkerArgs>,
+    i: usize,
+    shared: Arc<Shared>,
+) {
     let ch = &args.channels[i % args.channels.len()];
     let url = format!("ws://{}/ws?channels={ch}", args.target);
     let cfg = WebSocketConfig::default()
@@ -142,7 +147,9 @@ pub async fn run(args: WorkerArgs) {
     let args = Arc::new(args);
     let shared = Arc::new(Shared::default());
     let started = Instant::now();
-    let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.connect_rate.max(1))));
+    let mut pace = tokio::time::interval(Duration::from_secs_f64(
+        1.0 / f64::from(args.connect_rate.max(1)),
+    ));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut connected = 0u64;
     let mut failed = 0u64;

@@ -124,8 +124,11 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>) {
         "command": format!("bench run --size {size}"),
         "results": results,
     });
-    std::fs::write(base.with_extension("json"), serde_json::to_string_pretty(&json).unwrap_or_default())
-        .expect("write json");
+    std::fs::write(
+        base.with_extension("json"),
+        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    )
+    .expect("write json");
     let md = markdown(&stamp, size, &results);
     std::fs::write(base.with_extension("md"), &md).expect("write md");
     let cdf: Vec<(String, Vec<(f64, f64)>)> = results
@@ -133,19 +136,42 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>) {
         .filter(|r| r.message_latency.total > 0)
         .map(|r| (name(r), r.message_latency.cdf()))
         .collect();
-    std::fs::write(format!("{}-latency.svg", base.display()), svg::latency_cdf(&cdf)).expect("write svg");
+    std::fs::write(
+        format!("{}-latency.svg", base.display()),
+        svg::latency_cdf(&cdf),
+    )
+    .expect("write svg");
     let cpu: Vec<(String, f64, f64, Option<f64>)> = results
         .iter()
         .filter(|r| r.gateway_frames_sent > 0.0)
-        .map(|r| (name(r), r.connected as f64, r.cpu_us_per_frame, r.bare.as_ref().map(|b| b.cpu_us_per_write)))
+        .map(|r| {
+            (
+                name(r),
+                r.connected as f64,
+                r.cpu_us_per_frame,
+                r.bare.as_ref().map(|b| b.cpu_us_per_write),
+            )
+        })
         .collect();
-    std::fs::write(format!("{}-cpu.svg", base.display()), svg::cpu_per_frame(&cpu)).expect("write svg");
+    std::fs::write(
+        format!("{}-cpu.svg", base.display()),
+        svg::cpu_per_frame(&cpu),
+    )
+    .expect("write svg");
     println!("{md}");
-    println!("written: {}.{{json,md}}, {}-latency.svg, {}-cpu.svg", base.display(), base.display(), base.display());
+    println!(
+        "written: {}.{{json,md}}, {}-latency.svg, {}-cpu.svg",
+        base.display(),
+        base.display(),
+        base.display()
+    );
 }
 
 fn name(r: &Outcome) -> String {
-    r.scenario.as_ref().map(|s| s.name.clone()).unwrap_or_default()
+    r.scenario
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_default()
 }
 
 fn summary_line(r: &Outcome) -> String {
@@ -172,8 +198,13 @@ fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
     s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | bare µs/write | ratio | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes |\n");
     s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in results {
-        let bare = r.bare.as_ref().map_or("–".into(), |b| format!("{:.2}", b.cpu_us_per_write));
-        let ratio = r.cpu_ratio_to_bare.map_or("–".into(), |x| format!("{x:.2}"));
+        let bare = r
+            .bare
+            .as_ref()
+            .map_or("–".into(), |b| format!("{:.2}", b.cpu_us_per_write));
+        let ratio = r
+            .cpu_ratio_to_bare
+            .map_or("–".into(), |x| format!("{x:.2}"));
         s.push_str(&format!(
             "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} |\n",
             name(r),
@@ -212,18 +243,35 @@ fn timestamp() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0)))
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
         .unwrap_or(0);
     format!("{cpus} cores ({model}), {} GiB", mem / 1024 / 1024)
 }
