@@ -169,6 +169,8 @@ impl Reader<'_> {
         R: Stream<Item = Result<Message, WsError>> + Unpin,
     {
         let control = self.conn.control.clone();
+        let closed = control.closed();
+        tokio::pin!(closed);
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
         let expiry = expiry_deadline(&self.identity);
@@ -177,7 +179,7 @@ impl Reader<'_> {
         tokio::pin!(expired);
         loop {
             tokio::select! {
-                _ = control.closed() => break,
+                _ = closed.as_mut() => break,
                 _ = &mut expired, if expiry.is_some() => {
                     self.close(close::POLICY, "token expired", "token_expired");
                     break;
@@ -318,6 +320,12 @@ impl Writer {
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cur = Bytes::new();
+        // Created once and kept across iterations: re-arming these on every frame costs
+        // more than writing the frame.
+        let closed = self.control.closed();
+        tokio::pin!(closed);
+        let control_out = self.out.notify.notified();
+        tokio::pin!(control_out);
         loop {
             let step = async {
                 tokio::select! {
@@ -325,7 +333,8 @@ impl Writer {
                         Some(f) => self.write_frames(&mut w, &mut cur, f, &mut rx).await,
                         None => Err(std::io::ErrorKind::BrokenPipe.into()),
                     },
-                    _ = self.out.notify.notified() => {
+                    _ = control_out.as_mut() => {
+                        control_out.set(self.out.notify.notified());
                         let b = self.out.take();
                         write_frame(&mut w, &mut cur, b).await
                     }
@@ -334,7 +343,7 @@ impl Writer {
             };
             tokio::select! {
                 biased;
-                _ = self.control.closed() => break,
+                _ = closed.as_mut() => break,
                 r = step => if r.is_err() {
                     // The peer is gone; nothing more can be written.
                     self.control.close(close::NORMAL, "connection lost");
@@ -523,14 +532,16 @@ mod tests {
         let (c, _task) = start(&st, params(&["ok", "bad name"]));
         let mut ws = WebSocketStream::from_raw_socket(c, Role::Client, None).await;
         use futures_util::SinkExt;
-        let mut next_text = async || match ws.next().await.unwrap().unwrap() {
-            Message::Text(t) => t.to_string(),
-            other => panic!("unexpected {other:?}"),
-        };
         // Bad name at connect: error frame, and the good one is not subscribed either.
-        let first = next_text().await;
+        let first = ws
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .to_string();
         assert!(first.contains("\"invalid_channel\""), "{first}");
-        drop(next_text);
         ws.send(Message::text(r#"{"op":"ping","id":3}"#))
             .await
             .unwrap();

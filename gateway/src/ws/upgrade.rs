@@ -20,7 +20,7 @@ use crate::state::AppState;
 use crate::wire::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 
 /// Bytes read from a socket at a time. Small, because most sockets are idle.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 512;
 
 /// The tungstenite settings every connection gets (it only reads: writes are ours).
 pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
@@ -237,7 +237,7 @@ fn accept(
     };
     let on_upgrade = hyper::upgrade::on(req);
     let state = state.clone();
-    tokio::spawn(async move {
+    let task = async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -250,17 +250,25 @@ fn accept(
         // freed rather than held for the life of the connection).
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                let prefix = Bytes::copy_from_slice(&parts.read_buf);
-                let (r, w) = parts.io.into_inner().into_split();
+                let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+                let prefix = Bytes::copy_from_slice(&read_buf);
+                // Not held until the session ends: this frees hyper's buffer now.
+                drop(read_buf);
+                let (r, w) = io.into_inner().into_split();
                 session::run(r, prefix, w, state, params).await;
             }
             Err(upgraded) => {
+                tracing::debug!("upgraded connection is not a TcpStream; reading through hyper");
                 let (r, w) = tokio::io::split(TokioIo::new(upgraded));
                 session::run(r, Bytes::new(), w, state, params).await;
             }
         }
         drop(permit);
-    });
+    };
+    if std::env::var_os("PUSHFLEET_DEBUG_SIZES").is_some() {
+        eprintln!("connection task: {} bytes", std::mem::size_of_val(&task));
+    }
+    tokio::spawn(task);
 
     let mut resp = warp::reply::Response::default();
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

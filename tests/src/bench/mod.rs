@@ -272,7 +272,7 @@ pub async fn run(s: &Scenario) -> Outcome {
     } else {
         None
     };
-    let gws = start_gateways(s, redis.as_ref()).await;
+    let mut gws = start_gateways(s, redis.as_ref()).await;
     let channels: Vec<String> = (0..s.channels.max(1))
         .map(|i| format!("bench{i}"))
         .collect();
@@ -372,8 +372,10 @@ pub async fn run(s: &Scenario) -> Outcome {
     out.latency_p50_ms = ms(latency.quantile(0.50));
     out.latency_p99_ms = ms(latency.quantile(0.99));
     out.message_latency = latency;
-    for gw in &gws {
+    for gw in gws.iter_mut() {
         gw.terminate();
+        // The next scenario starts on a quiet machine.
+        let _ = gw.wait_exit(Duration::from_secs(30)).await;
     }
 
     if s.baseline && out.gateway_frames_sent > 0.0 {
