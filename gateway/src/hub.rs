@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
+
+use crate::ws::io::Outbox;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -130,7 +132,7 @@ pub struct TooManySubscriptions {
 }
 
 struct ConnEntry {
-    tx: mpsc::Sender<Bytes>,
+    out: Arc<Outbox>,
     encoding: Encoding,
     control: Arc<ConnControl>,
     channels: HashSet<Channel>,
@@ -265,12 +267,12 @@ impl Hub {
         &s[(id % s.len() as u64) as usize]
     }
 
-    /// Adds a connection whose writer drains `tx`'s receiver.
-    pub fn register(&self, encoding: Encoding, tx: mpsc::Sender<Bytes>) -> ConnHandle {
+    /// Adds a connection that is written through `out`.
+    pub fn register(&self, encoding: Encoding, out: Arc<Outbox>) -> ConnHandle {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let control = Arc::new(ConnControl::default());
         let entry = ConnEntry {
-            tx,
+            out,
             encoding,
             control: control.clone(),
             channels: HashSet::new(),
@@ -459,32 +461,99 @@ async fn shard_worker(
 
 fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
     let st = lock(state);
-    let offer = |entry: &ConnEntry| {
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    let mut offer = |entry: &ConnEntry| {
         let Some(frame) = d.frames.get(entry.encoding) else {
             return;
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(frame.clone()) {
-            if entry.control.close(close::TRY_AGAIN, "slow consumer") {
-                metrics
-                    .connections_closed
-                    .get_or_create(&[("reason", "slow_consumer")])
-                    .inc();
-            }
+        frames += 1;
+        bytes += frame.len() as u64;
+        if entry.out.send(frame.clone()).is_err()
+            && entry.control.close(close::TRY_AGAIN, "slow consumer")
+        {
+            metrics
+                .connections_closed
+                .get_or_create(&[("reason", "slow_consumer")])
+                .inc();
         }
     };
     if &*d.channel == BROADCAST {
-        st.conns.values().for_each(offer);
+        st.conns.values().for_each(&mut offer);
     } else if let Some(subs) = st.index.get(&d.channel) {
         subs.iter()
             .filter_map(|id| st.conns.get(id))
-            .for_each(offer);
+            .for_each(&mut offer);
     }
+    metrics.frames_sent.inc_by(frames);
+    metrics.bytes_sent.inc_by(bytes);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::io::RawWrite;
     use std::time::Duration;
+
+    /// A socket that records what is written, taking at most `budget` bytes.
+    struct Rec {
+        budget: std::sync::atomic::AtomicUsize,
+        got: Mutex<Vec<u8>>,
+        notify: tokio::sync::Notify,
+    }
+
+    impl RawWrite for Arc<Rec> {
+        fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+            let left = self.budget.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let n = left.min(buf.len());
+            self.budget.fetch_sub(n, Ordering::SeqCst);
+            self.got.lock().unwrap().extend_from_slice(&buf[..n]);
+            self.notify.notify_waiters();
+            Ok(n)
+        }
+        fn poll_write_ready(
+            &self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    fn rec(budget: usize) -> Arc<Rec> {
+        Arc::new(Rec {
+            budget: std::sync::atomic::AtomicUsize::new(budget),
+            got: Mutex::new(Vec::new()),
+            notify: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn conn(hub: &Hub, enc: Encoding, budget: usize, max: usize) -> (ConnHandle, Arc<Rec>) {
+        let r = rec(budget);
+        let c = hub.register(enc, Arc::new(Outbox::new(Box::new(r.clone()), max)));
+        (c, r)
+    }
+
+    /// Waits until `r` has received exactly `want`.
+    async fn got(r: &Rec, want: &str) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let n = r.notify.notified();
+                if String::from_utf8_lossy(&r.got.lock().unwrap()) == want {
+                    return;
+                }
+                n.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "expected {want:?}, got {:?}",
+                String::from_utf8_lossy(&r.got.lock().unwrap())
+            )
+        });
+    }
 
     fn ch(s: &str) -> Channel {
         Arc::from(s)
@@ -497,49 +566,33 @@ mod tests {
         })
     }
 
-    async fn recv(rx: &mut mpsc::Receiver<Bytes>) -> Bytes {
-        tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("delivery timed out")
-            .expect("queue closed")
-    }
-
     #[tokio::test]
     async fn channel_index_spans_shards() {
         let hub = Hub::new(4, Metrics::new());
-        let mut rxs = Vec::new();
         let mut conns = Vec::new();
         for _ in 0..8 {
-            let (tx, rx) = mpsc::channel(8);
-            let c = hub.register(Encoding::Json, tx);
-            rxs.push(rx);
-            conns.push(c);
+            conns.push(conn(&hub, Encoding::Json, usize::MAX, 8));
         }
         // First subscriber anywhere activates the channel; later ones do not.
         assert_eq!(
-            hub.subscribe(&conns[0], &[ch("a")], 10).unwrap(),
+            hub.subscribe(&conns[0].0, &[ch("a")], 10).unwrap(),
             vec![ch("a")]
         );
         for c in &conns[1..4] {
-            assert!(hub.subscribe(c, &[ch("a")], 10).unwrap().is_empty());
+            assert!(hub.subscribe(&c.0, &[ch("a")], 10).unwrap().is_empty());
         }
-        hub.subscribe(&conns[4], &[ch("b")], 10).unwrap();
+        hub.subscribe(&conns[4].0, &[ch("b")], 10).unwrap();
         hub.fanout(ch("a"), frames("A")).await;
-        for rx in rxs.iter_mut().take(4) {
-            assert_eq!(recv(rx).await, "A");
+        hub.fanout(ch("*"), frames("+")).await;
+        for (i, c) in conns.iter().enumerate() {
+            got(&c.1, if i < 4 { "A+" } else { "+" }).await;
         }
-        hub.fanout(ch("*"), frames("ALL")).await;
-        for rx in rxs.iter_mut() {
-            assert_eq!(recv(rx).await, "ALL");
-        }
-        // Channel isolation: "b" got nothing from "a".
-        assert!(rxs[4].try_recv().is_err());
         assert!(hub.has_subscribers("a") && hub.has_subscribers("b"));
         // Last subscriber out deactivates.
         for c in &conns[1..4] {
-            assert!(hub.unsubscribe(c, &[ch("a")]).is_empty());
+            assert!(hub.unsubscribe(&c.0, &[ch("a")]).is_empty());
         }
-        assert_eq!(hub.unregister(&conns[0]), vec![ch("a")]);
+        assert_eq!(hub.unregister(&conns[0].0), vec![ch("a")]);
         assert!(!hub.has_subscribers("a"));
         assert_eq!(hub.connection_count(), 7);
     }
@@ -547,8 +600,7 @@ mod tests {
     #[tokio::test]
     async fn subscription_limit_is_all_or_nothing() {
         let hub = Hub::new(2, Metrics::new());
-        let (tx, _rx) = mpsc::channel(8);
-        let c = hub.register(Encoding::Json, tx);
+        let (c, _r) = conn(&hub, Encoding::Json, usize::MAX, 8);
         hub.subscribe(&c, &[ch("a"), ch("b")], 3).unwrap();
         // Re-subscribing to a channel already held does not count twice.
         hub.subscribe(&c, &[ch("a"), ch("c")], 3).unwrap();
@@ -560,18 +612,17 @@ mod tests {
     async fn full_queue_closes_with_1013_without_blocking_others() {
         let m = Metrics::new();
         let hub = Hub::new(1, m.clone());
-        let (slow_tx, _slow_rx) = mpsc::channel(2);
-        let (fast_tx, mut fast_rx) = mpsc::channel(64);
-        let slow = hub.register(Encoding::Json, slow_tx);
-        let fast = hub.register(Encoding::Msgpack, fast_tx);
+        // The slow socket takes 3 bytes, then nothing; its queue holds 2 frames.
+        let (slow, _slow_rec) = conn(&hub, Encoding::Json, 3, 2);
+        let (fast, fast_rec) = conn(&hub, Encoding::Msgpack, usize::MAX, 2);
         hub.subscribe(&slow, &[ch("x")], 10).unwrap();
         hub.subscribe(&fast, &[ch("x")], 10).unwrap();
+        let mut want = String::new();
         for i in 0..10 {
             hub.fanout(ch("x"), frames(&i.to_string())).await;
+            want.push_str(&format!("mp:{i}"));
         }
-        for i in 0..10 {
-            assert_eq!(recv(&mut fast_rx).await, Bytes::from(format!("mp:{i}")));
-        }
+        got(&fast_rec, &want).await;
         assert_eq!(
             slow.control.code(),
             Some((close::TRY_AGAIN, "slow consumer"))

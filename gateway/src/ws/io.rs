@@ -1,57 +1,230 @@
-//! The socket split for pre-framed writes.
+//! A connection's write side, shared by the hub's fan-out and the connection's writer task.
 //!
-//! The writer task owns the socket's write half and writes prebuilt frame bytes as they
-//! are. tungstenite parses the read half; the few frames it wants to write itself (pong
-//! replies to client pings, the close reply) go through [`ControlOut`] to the writer,
-//! which sends them between its own frames, so frames never interleave.
+//! [`Outbox::send`] writes a prebuilt frame straight to the socket (`try_write`, no task
+//! hop) when nothing is queued; whatever the socket does not take at once is queued, and
+//! the writer task finishes it when the socket is writable. Every write happens under one
+//! short lock, so frames never interleave, and a frame started is always finished before
+//! the next one (or the close frame) goes out.
+//!
+//! The queue is bounded (`--queue-frames`). Overflow policy: **disconnect** — `send`
+//! reports [`Full`] and the caller closes the connection with 1013.
+//!
+//! tungstenite parses the read half; the frames it wants to write itself (pong replies to
+//! client pings, the close reply) go through [`ReadSide`] into the same outbox.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
-/// Most bytes of control frames waiting for the writer. Policy when full: **drop** the
-/// write (whole pong frames; a client pinging faster than it reads loses pongs).
-pub const CONTROL_OUT_MAX: usize = 4096;
-
-/// Frames tungstenite wrote on the read side, waiting for the writer.
-#[derive(Debug, Default)]
-pub struct ControlOut {
-    buf: Mutex<BytesMut>,
-    pub notify: Notify,
+/// A socket that can be written without awaiting (`try_write`) and polled for writability.
+pub trait RawWrite: Send + Sync + 'static {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-impl ControlOut {
-    /// Takes everything queued.
-    pub fn take(&self) -> Bytes {
-        let mut b = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        b.split().freeze()
+impl RawWrite for tokio::net::tcp::OwnedWriteHalf {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.as_ref().try_write(buf)
     }
 
-    fn push(&self, data: &[u8]) {
-        let mut b = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        if b.len() + data.len() <= CONTROL_OUT_MAX {
-            b.extend_from_slice(data);
-            drop(b);
-            self.notify.notify_one();
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.as_ref().poll_write_ready(cx)
+    }
+}
+
+/// The outbound queue is full: the client is not reading.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Full;
+
+#[derive(Default)]
+struct State {
+    /// Frames (or the unwritten rest of one) waiting for the socket.
+    queue: VecDeque<Bytes>,
+    /// Whether the front of `queue` is a frame already partly written.
+    front_started: bool,
+    /// The socket failed; everything is dropped from now on.
+    broken: bool,
+}
+
+/// See the module docs.
+pub struct Outbox {
+    io: Box<dyn RawWrite>,
+    state: Mutex<State>,
+    /// Wakes the writer task when something was queued.
+    pub queued: Notify,
+    /// Wakes senders waiting for room (replies use backpressure, not disconnect).
+    room: Notify,
+    max_frames: usize,
+}
+
+/// What one attempt to write the queue achieved.
+pub enum Drain {
+    /// Everything is written.
+    Done,
+    /// The socket is full; wait until it is writable.
+    Blocked,
+    /// The socket failed.
+    Broken,
+}
+
+impl Outbox {
+    pub fn new(io: Box<dyn RawWrite>, max_frames: usize) -> Outbox {
+        Outbox {
+            io,
+            state: Mutex::new(State::default()),
+            queued: Notify::new(),
+            room: Notify::new(),
+            max_frames: max_frames.max(1),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `frame` now if the socket takes it, else queues it. `Err(Full)` when the
+    /// queue already holds `max_frames`.
+    pub fn send(&self, frame: Bytes) -> Result<(), Full> {
+        let mut st = self.lock();
+        if st.broken {
+            return Ok(());
+        }
+        if !st.queue.is_empty() {
+            if st.queue.len() >= self.max_frames {
+                return Err(Full);
+            }
+            st.queue.push_back(frame);
+            return Ok(());
+        }
+        let mut rest = frame;
+        while !rest.is_empty() {
+            match self.io.try_write(&rest) {
+                Ok(0) => {
+                    st.broken = true;
+                    return Ok(());
+                }
+                Ok(n) => rest.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    st.broken = true;
+                    return Ok(());
+                }
+            }
+        }
+        if !rest.is_empty() {
+            st.front_started = true;
+            st.queue.push_back(rest);
+            drop(st);
+            self.queued.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Like [`Outbox::send`], but waits for room instead of failing (for replies: a
+    /// client flooding commands is slowed down, and gets every answer).
+    pub async fn send_wait(&self, frame: Bytes) {
+        let mut frame = Some(frame);
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if let Some(f) = frame.take() {
+                match self.send_or_return(f) {
+                    Ok(()) => return,
+                    Err(f) => frame = Some(f),
+                }
+            }
+            room.await;
+        }
+    }
+
+    fn send_or_return(&self, frame: Bytes) -> Result<(), Bytes> {
+        {
+            let st = self.lock();
+            if !st.broken && st.queue.len() >= self.max_frames {
+                return Err(frame);
+            }
+        }
+        // Room now; a concurrent sender may fill it first, which only costs one retry.
+        self.send(frame.clone()).map_err(|_| frame)
+    }
+
+    /// Writes as much of the queue as the socket takes.
+    pub fn drain(&self) -> Drain {
+        let mut st = self.lock();
+        if st.broken {
+            return Drain::Broken;
+        }
+        let mut popped = false;
+        let result = loop {
+            let Some(front) = st.queue.front_mut() else {
+                break Drain::Done;
+            };
+            match self.io.try_write(front) {
+                Ok(0) => {
+                    st.broken = true;
+                    break Drain::Broken;
+                }
+                Ok(n) => {
+                    front.advance(n);
+                    if front.is_empty() {
+                        st.queue.pop_front();
+                        st.front_started = false;
+                        popped = true;
+                    } else {
+                        st.front_started = true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Drain::Blocked,
+                Err(_) => {
+                    st.broken = true;
+                    break Drain::Broken;
+                }
+            }
+        };
+        drop(st);
+        if popped {
+            self.room.notify_waiters();
+        }
+        result
+    }
+
+    /// Drops queued frames that have not started, keeping a partly written one, then
+    /// queues `last` (the close frame). Used when closing.
+    pub fn finish_with(&self, last: Bytes) {
+        let mut st = self.lock();
+        let keep = if st.front_started { 1 } else { 0 };
+        st.queue.truncate(keep);
+        st.queue.push_back(last);
+    }
+
+    /// Completes when the socket may take more bytes.
+    pub async fn writable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.io.poll_write_ready(cx)).await
+    }
+
+    /// Whether the socket failed.
+    pub fn is_broken(&self) -> bool {
+        self.lock().broken
     }
 }
 
 /// The read half as tungstenite sees it: reads come from the socket (after any bytes
-/// hyper had already read), writes go to [`ControlOut`].
+/// hyper had already read), writes go to the [`Outbox`].
 pub struct ReadSide<R> {
     inner: R,
     prefix: Bytes,
-    out: std::sync::Arc<ControlOut>,
+    out: Arc<Outbox>,
 }
 
 impl<R> ReadSide<R> {
-    pub fn new(inner: R, prefix: Bytes, out: std::sync::Arc<ControlOut>) -> Self {
+    pub fn new(inner: R, prefix: Bytes, out: Arc<Outbox>) -> Self {
         ReadSide { inner, prefix, out }
     }
 }
@@ -73,12 +246,14 @@ impl<R: AsyncRead + Unpin> AsyncRead for ReadSide<R> {
 }
 
 impl<R: Unpin> AsyncWrite for ReadSide<R> {
+    /// tungstenite's own frames (pongs, the close reply). Overflow policy: **drop** — a
+    /// client whose queue is full is being disconnected anyway.
     fn poll_write(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.out.push(data);
+        let _ = self.out.send(Bytes::copy_from_slice(data));
         Poll::Ready(Ok(data.len()))
     }
 
@@ -88,5 +263,69 @@ impl<R: Unpin> AsyncWrite for ReadSide<R> {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A socket that takes `budget` bytes, then blocks.
+    struct Budget {
+        budget: AtomicUsize,
+        written: Mutex<Vec<u8>>,
+    }
+
+    impl RawWrite for Arc<Budget> {
+        fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+            let left = self.budget.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = left.min(buf.len());
+            self.budget.fetch_sub(n, Ordering::SeqCst);
+            self.written.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn poll_write_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn outbox(budget: usize, max: usize) -> (Outbox, Arc<Budget>) {
+        let b = Arc::new(Budget {
+            budget: AtomicUsize::new(budget),
+            written: Mutex::new(Vec::new()),
+        });
+        (Outbox::new(Box::new(b.clone()), max), b)
+    }
+
+    #[test]
+    fn writes_directly_then_queues_then_finishes_frames_in_order() {
+        let (o, b) = outbox(5, 2);
+        o.send(Bytes::from_static(b"abc")).unwrap(); // written at once
+        o.send(Bytes::from_static(b"defg")).unwrap(); // 2 bytes go, rest queued
+        o.send(Bytes::from_static(b"hi")).unwrap(); // queued behind it
+        assert_eq!(
+            o.send(Bytes::from_static(b"x")),
+            Err(Full),
+            "queue of 2 is full"
+        );
+        assert_eq!(&b.written.lock().unwrap()[..], b"abcde");
+        b.budget.store(100, Ordering::SeqCst);
+        assert!(matches!(o.drain(), Drain::Done));
+        assert_eq!(&b.written.lock().unwrap()[..], b"abcdefghi");
+    }
+
+    #[test]
+    fn closing_keeps_only_a_started_frame() {
+        let (o, b) = outbox(2, 8);
+        o.send(Bytes::from_static(b"1234")).unwrap(); // "12" written, "34" queued, started
+        o.send(Bytes::from_static(b"5678")).unwrap(); // queued, not started
+        o.finish_with(Bytes::from_static(b"C"));
+        b.budget.store(100, Ordering::SeqCst);
+        assert!(matches!(o.drain(), Drain::Done));
+        assert_eq!(&b.written.lock().unwrap()[..], b"1234C");
     }
 }

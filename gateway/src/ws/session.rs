@@ -7,29 +7,27 @@
 //! Either side ends the connection through the shared [`ConnControl`]; the first close
 //! code wins.
 //!
-//! Generic over `AsyncRead`/`AsyncWrite`, so the timing logic is unit-tested over in-memory
-//! pipes on tokio's paused clock.
+//! Generic over the read half and the [`super::io::RawWrite`] socket, so the timing logic
+//! is unit-tested over in-memory pipes on tokio's paused clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::io::AsyncRead;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::commands;
-use super::io::{ControlOut, ReadSide};
+use super::io::{Drain, Outbox, ReadSide};
 use crate::auth::Identity;
 use crate::encode::reply_frame;
 use crate::frame;
 use crate::hub::{close, ConnControl, ConnHandle, Encoding};
 use crate::limits::TokenBucket;
-use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::wire::{ErrorCode, ServerReply};
 
@@ -66,22 +64,20 @@ fn close_for(err: &WsError) -> (u16, &'static str, &'static str) {
 }
 
 /// Runs a connection until it closes, then unregisters it. `prefix` holds bytes the
-/// HTTP layer had already read past the upgrade request.
-pub async fn run<R, W>(
+/// HTTP layer had already read past the upgrade request; `out` writes to the socket.
+pub async fn run<R>(
     read: R,
     prefix: Bytes,
-    write: W,
+    out: Arc<Outbox>,
     state: Arc<AppState>,
     params: SessionParams,
 ) where
     R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
 {
     let Some(identity) = params.identity else {
-        Box::pin(refuse(read, write, &state)).await;
+        Box::pin(refuse(read, out, &state)).await;
         return;
     };
-    let out = Arc::new(ControlOut::default());
     let cfg = super::upgrade::ws_config(state.cfg.max_message_bytes);
     let stream = WebSocketStream::from_raw_socket(
         ReadSide::new(read, prefix, out.clone()),
@@ -89,13 +85,12 @@ pub async fn run<R, W>(
         Some(cfg),
     )
     .await;
-    let (tx, rx) = mpsc::channel(state.cfg.queue_frames);
-    let conn = state.hub.register(params.encoding, tx.clone());
+    let conn = state.hub.register(params.encoding, out.clone());
     state.metrics.connections_accepted.inc();
     let mut reader = Reader {
         state: &state,
         conn: &conn,
-        tx,
+        out: out.clone(),
         encoding: params.encoding,
         limit: TokenBucket::new(state.cfg.max_commands_per_sec, state.cfg.command_burst),
         identity,
@@ -104,10 +99,10 @@ pub async fn run<R, W>(
     let writer = Writer {
         out,
         control: conn.control.clone(),
-        metrics: state.metrics.clone(),
+        state: &state,
     };
     tokio::join!(
-        writer.run(write, rx, state.cfg.ping_interval()),
+        writer.run(state.cfg.ping_interval()),
         reader.read_loop(stream, state.cfg.idle_timeout())
     );
     let gone = state.hub.unregister(&conn);
@@ -115,25 +110,33 @@ pub async fn run<R, W>(
 }
 
 /// Closes a connection whose token was missing or bad: 1008 `unauthorized`, at once.
-async fn refuse<R, W>(mut read: R, mut write: W, state: &AppState)
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+async fn refuse<R: AsyncRead + Unpin>(mut read: R, out: Arc<Outbox>, state: &AppState) {
     state
         .metrics
         .connections_closed
         .get_or_create(&[("reason", "unauthorized")])
         .inc();
+    let _ = out.send(frame::close(close::POLICY, "unauthorized"));
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        write
-            .write_all(&frame::close(close::POLICY, "unauthorized"))
-            .await?;
-        write.flush().await?;
+        flush(&out).await;
         // Let the client's close reply arrive before the socket goes.
         tokio::io::copy(&mut read, &mut tokio::io::sink()).await
     })
     .await;
+}
+
+/// Writes everything queued, waiting for the socket as needed.
+async fn flush(out: &Outbox) {
+    loop {
+        match out.drain() {
+            Drain::Done | Drain::Broken => return,
+            Drain::Blocked => {
+                if out.writable().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// When a token expires, as a deadline on tokio's clock.
@@ -147,7 +150,7 @@ fn expiry_deadline(identity: &Identity) -> Option<Instant> {
 struct Reader<'a> {
     state: &'a AppState,
     conn: &'a ConnHandle,
-    tx: mpsc::Sender<Bytes>,
+    out: Arc<Outbox>,
     encoding: Encoding,
     limit: TokenBucket,
     identity: Identity,
@@ -251,26 +254,31 @@ impl Reader<'_> {
         true
     }
 
-    /// Queues a reply. When the queue is full the reader waits (and so stops reading the
+    /// Sends a reply. When the queue is full the reader waits (and so stops reading the
     /// socket): a client that floods commands is slowed down by TCP, and no reply is lost.
     /// A client that does not read at all is closed by the hub's slow-consumer rule.
     async fn reply(&self, reply: &ServerReply) {
-        self.count_error(reply);
-        let frame = reply_frame(self.encoding, reply);
+        let frame = self.frame_of(reply);
         tokio::select! {
-            _ = self.tx.send(frame) => {}
+            _ = self.out.send_wait(frame) => {}
             _ = self.conn.control.closed() => {}
         }
     }
 
     /// Like [`Reader::reply`] without waiting, for replies sent before the loop starts.
     fn reply_now(&self, reply: &ServerReply) {
-        self.count_error(reply);
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.tx.try_send(reply_frame(self.encoding, reply))
-        {
+        if self.out.send(self.frame_of(reply)).is_err() {
             self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
         }
+    }
+
+    /// Encodes and frames a reply, counting it (and its error code, if any).
+    fn frame_of(&self, reply: &ServerReply) -> Bytes {
+        self.count_error(reply);
+        let frame = reply_frame(self.encoding, reply);
+        self.state.metrics.frames_sent.inc();
+        self.state.metrics.bytes_sent.inc_by(frame.len() as u64);
+        frame
     }
 
     fn count_error(&self, reply: &ServerReply) {
@@ -295,121 +303,87 @@ impl Reader<'_> {
 }
 
 /// The writer half of a session.
-struct Writer {
-    out: Arc<ControlOut>,
+struct Writer<'a> {
+    out: Arc<Outbox>,
     control: Arc<ConnControl>,
-    metrics: Metrics,
+    state: &'a AppState,
 }
 
-/// Frames written per wake-up before yielding to other connections.
-const WRITE_BATCH: usize = 64;
-
-impl Writer {
-    /// Writes queued frames, control replies and pings until the connection closes, then
-    /// the close frame (bounded by [`CLOSE_TIMEOUT`]).
-    ///
-    /// `cur` holds the unwritten rest of the frame in progress. A close can interrupt a
-    /// write that the socket is blocking; the rest of that frame then still goes out
-    /// before the close frame, so the client never sees half a frame.
-    async fn run<W: AsyncWrite + Unpin>(
-        self,
-        mut w: W,
-        mut rx: mpsc::Receiver<Bytes>,
-        ping_every: Duration,
-    ) {
+impl Writer<'_> {
+    /// Finishes what the socket did not take at once and sends pings, until the
+    /// connection closes; then the close frame (bounded by [`CLOSE_TIMEOUT`]). A frame
+    /// already started is completed first, so the client never sees half a frame.
+    async fn run(self, ping_every: Duration) {
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut cur = Bytes::new();
-        // Created once and kept across iterations: re-arming these on every frame costs
-        // more than writing the frame.
+        // Kept across iterations: re-arming it on every wake-up costs more than a write.
         let closed = self.control.closed();
         tokio::pin!(closed);
-        let control_out = self.out.notify.notified();
-        tokio::pin!(control_out);
         loop {
-            let step = async {
-                tokio::select! {
-                    m = rx.recv() => match m {
-                        Some(f) => self.write_frames(&mut w, &mut cur, f, &mut rx).await,
-                        None => Err(std::io::ErrorKind::BrokenPipe.into()),
-                    },
-                    _ = control_out.as_mut() => {
-                        control_out.set(self.out.notify.notified());
-                        let b = self.out.take();
-                        write_frame(&mut w, &mut cur, b).await
+            match self.out.drain() {
+                Drain::Done => tokio::select! {
+                    biased;
+                    _ = closed.as_mut() => break,
+                    _ = self.out.queued.notified() => {}
+                    _ = ping.tick() => {
+                        if self.out.send(frame::ping()).is_err()
+                            && self.control.close(close::TRY_AGAIN, "slow consumer")
+                        {
+                            self.state
+                                .metrics
+                                .connections_closed
+                                .get_or_create(&[("reason", "slow_consumer")])
+                                .inc();
+                        }
                     }
-                    _ = ping.tick() => write_frame(&mut w, &mut cur, frame::ping()).await,
-                }
-            };
-            tokio::select! {
-                biased;
-                _ = closed.as_mut() => break,
-                r = step => if r.is_err() {
+                },
+                Drain::Blocked => tokio::select! {
+                    biased;
+                    _ = closed.as_mut() => break,
+                    r = self.out.writable() => if r.is_err() {
+                        self.control.close(close::NORMAL, "connection lost");
+                        return;
+                    },
+                },
+                Drain::Broken => {
                     // The peer is gone; nothing more can be written.
                     self.control.close(close::NORMAL, "connection lost");
                     return;
-                },
+                }
             }
         }
         let (code, reason) = self.control.code().unwrap_or((close::NORMAL, ""));
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-            w.write_all(&cur).await?;
-            w.write_all(&self.out.take()).await?;
-            w.write_all(&frame::close(code, reason)).await?;
-            w.shutdown().await
-        })
-        .await;
+        self.out.finish_with(frame::close(code, reason));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush(&self.out)).await;
     }
-
-    /// Writes `first` and whatever else is already queued: each frame's shared bytes go to
-    /// the socket as they are.
-    async fn write_frames<W: AsyncWrite + Unpin>(
-        &self,
-        w: &mut W,
-        cur: &mut Bytes,
-        first: Bytes,
-        rx: &mut mpsc::Receiver<Bytes>,
-    ) -> std::io::Result<()> {
-        let mut frames = 0u64;
-        let mut bytes = 0u64;
-        let mut next = Some(first);
-        while let Some(f) = next {
-            frames += 1;
-            bytes += f.len() as u64;
-            write_frame(w, cur, f).await?;
-            next = if frames < WRITE_BATCH as u64 {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        self.metrics.frames_sent.inc_by(frames);
-        self.metrics.bytes_sent.inc_by(bytes);
-        Ok(())
-    }
-}
-
-/// Writes one frame, keeping its unwritten rest in `cur` (see [`Writer::run`]).
-async fn write_frame<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    cur: &mut Bytes,
-    frame: Bytes,
-) -> std::io::Result<()> {
-    *cur = frame;
-    while !cur.is_empty() {
-        let n = w.write(cur).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        bytes::Buf::advance(cur, n);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, DuplexStream};
+    use crate::metrics::Metrics;
+    use crate::ws::io::RawWrite;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
+
+    /// The write half of an in-memory pipe as a `RawWrite` (its buffer is large enough for
+    /// these tests, so it always reports itself writable).
+    struct Pipe(Mutex<WriteHalf<DuplexStream>>);
+
+    impl RawWrite for Pipe {
+        fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut w = self.0.lock().unwrap();
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match std::pin::Pin::new(&mut *w).poll_write(&mut cx, buf) {
+                Poll::Ready(r) => r,
+                Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+            }
+        }
+        fn poll_write_ready(&self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
 
     fn state(args: &[&str]) -> Arc<AppState> {
         let mut v = vec!["gateway"];
@@ -417,7 +391,7 @@ mod tests {
         let cfg = Arc::new(crate::config::Config::load_from(v).unwrap());
         let metrics = Metrics::new();
         let hub = crate::hub::Hub::new(2, metrics.clone());
-        let (tx, _rx) = mpsc::channel(16);
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
         let bus = crate::bus::Bus::Memory(crate::bus::memory::MemoryBus::new(tx));
         Arc::new(AppState::new(
             cfg,
@@ -440,7 +414,8 @@ mod tests {
     fn start(st: &Arc<AppState>, p: SessionParams) -> (DuplexStream, tokio::task::JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (r, w) = tokio::io::split(server);
-        let task = tokio::spawn(run(r, Bytes::new(), w, st.clone(), p));
+        let out = Arc::new(Outbox::new(Box::new(Pipe(Mutex::new(w))), 64));
+        let task = tokio::spawn(run(r, Bytes::new(), out, st.clone(), p));
         (client, task)
     }
 

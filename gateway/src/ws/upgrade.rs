@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::io::Outbox;
 use super::session::{self, SessionParams};
 use crate::api::json_error;
 use crate::hub::Encoding;
@@ -255,12 +256,12 @@ fn accept(
                 // Not held until the session ends: this frees hyper's buffer now.
                 drop(read_buf);
                 let (r, w) = io.into_inner().into_split();
-                session::run(r, prefix, w, state, params).await;
+                let out = Arc::new(Outbox::new(Box::new(w), state.cfg.queue_frames));
+                session::run(r, prefix, out, state, params).await;
             }
-            Err(upgraded) => {
-                tracing::debug!("upgraded connection is not a TcpStream; reading through hyper");
-                let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-                session::run(r, Bytes::new(), w, state, params).await;
+            Err(_) => {
+                // Our own accept loop always hands hyper a TcpStream.
+                tracing::error!("upgraded connection is not a TCP stream; dropping it");
             }
         }
         drop(permit);
