@@ -3,7 +3,7 @@ CARGO ?= cargo
 # nextest when installed, plain cargo test otherwise.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run fleet test js-test k8s-check fuzz lint build fmt clean
+.PHONY: run fleet test js-test k8s-check fuzz bench bench-quick lint build fmt clean
 
 ## run: build and start one gateway on the embedded bus (Ctrl-C stops it).
 run:
@@ -35,6 +35,18 @@ js-test:
 k8s-check:
 	python3 scripts/dockerfile_check.py
 	./scripts/k8s-check.sh
+
+## bench: the standard scenarios (15k connections; several minutes) and the criterion
+## micro-benchmarks; writes bench/results/<timestamp>-full.{json,md} and SVG plots.
+bench:
+	$(CARGO) build --release --workspace --bins
+	./target/release/bench run --size full --out bench/results
+	$(CARGO) bench -p gateway --bench hot_path -- --warm-up-time 1 --measurement-time 3
+
+## bench-quick: small versions of the scenarios, about a minute.
+bench-quick:
+	$(CARGO) build --release --workspace --bins
+	./target/release/bench run --size quick --out bench/results
 
 ## fuzz: a long property-based fuzzing run of every untrusted-input decoder.
 fuzz:

@@ -146,7 +146,14 @@ struct ShardState {
 
 struct Shard {
     state: Arc<Mutex<ShardState>>,
-    deliveries: mpsc::Sender<Arc<Delivery>>,
+    deliveries: mpsc::Sender<ShardMsg>,
+}
+
+/// What a shard's fan-out task receives.
+enum ShardMsg {
+    Deliver(Arc<Delivery>),
+    /// Answered once everything queued before it is delivered.
+    Barrier(tokio::sync::oneshot::Sender<()>),
 }
 
 struct Delivery {
@@ -429,7 +436,21 @@ impl Hub {
         let d = Arc::new(Delivery { channel, frames });
         for shard in self.shared.shards.iter() {
             // A closed queue means the worker is gone (runtime shutting down).
-            let _ = shard.deliveries.send(d.clone()).await;
+            let _ = shard.deliveries.send(ShardMsg::Deliver(d.clone())).await;
+        }
+    }
+
+    /// Completes when every shard has delivered everything handed to it before this call.
+    pub async fn fanout_barrier(&self) {
+        let mut waits = Vec::with_capacity(self.shared.shards.len());
+        for shard in self.shared.shards.iter() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if shard.deliveries.send(ShardMsg::Barrier(tx)).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = w.await;
         }
     }
 
@@ -451,11 +472,16 @@ impl Hub {
 
 async fn shard_worker(
     state: Arc<Mutex<ShardState>>,
-    mut rx: mpsc::Receiver<Arc<Delivery>>,
+    mut rx: mpsc::Receiver<ShardMsg>,
     metrics: Metrics,
 ) {
-    while let Some(d) = rx.recv().await {
-        deliver(&state, &d, &metrics);
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            ShardMsg::Deliver(d) => deliver(&state, &d, &metrics),
+            ShardMsg::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
     }
 }
 

@@ -101,7 +101,7 @@ async fn run_ws(
     i: usize,
     shared: Arc<Shared>,
 ) {
-    let sampled = i % SAMPLE == 0;
+    let sampled = i.is_multiple_of(SAMPLE);
     let ch = &args.channels[i % args.channels.len()];
     let url = format!("ws://{}/ws?channels={ch}", args.target);
     let cfg = WebSocketConfig::default()
@@ -141,7 +141,9 @@ async fn run_ws(
             if let Some(ts) = timestamps(&t).next() {
                 h.0.record(now.saturating_sub(ts).saturating_sub(args.window_us));
             }
-            shared.messages.fetch_add(count_messages(&t), Ordering::Relaxed);
+            shared
+                .messages
+                .fetch_add(count_messages(&t), Ordering::Relaxed);
         }
     }
     shared.closed.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,59 @@
+//! The benchmark driver works end to end in a tiny configuration (a functional test:
+//! no figure is asserted, only that every message arrived and the report is complete).
+
+use std::time::Duration;
+
+#[tokio::test]
+async fn tiny_benchmark_runs_and_writes_its_report() {
+    let out = std::env::temp_dir().join(format!("pushfleet-bench-{}", std::process::id()));
+    let status = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(tests::process::binary("bench"))
+            .args(["run", "--size", "tiny", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .status(),
+    )
+    .await
+    .expect("tiny bench finished in time")
+    .expect("bench ran");
+    assert!(status.success());
+    let json = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for r in results {
+        let name = r["scenario"]["name"].as_str().unwrap();
+        assert!(r["connected"].as_u64().unwrap() > 0, "{name}");
+        assert_eq!(
+            r["messages_delivered"], r["messages_expected"],
+            "{name}: every message arrived"
+        );
+        assert_eq!(
+            r["serializations_per_batch"], 1.0,
+            "{name}: one serialization per batch"
+        );
+        assert!(r["gateway_cpu_s"].as_f64().unwrap() > 0.0, "{name}");
+    }
+    assert!(
+        results[0]["bare"]["cpu_us_per_write"].as_f64().unwrap() > 0.0,
+        "baseline measured"
+    );
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("-latency.svg")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.ends_with("-cpu.svg")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with(".md")), "{names:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
