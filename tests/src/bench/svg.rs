@@ -54,7 +54,7 @@ pub fn latency_cdf(series: &[(String, Vec<(f64, f64)>)]) -> String {
             H - B + 16.0
         );
     }
-    for f in [0.0, 0.5, 0.9, 0.99, 1.0] {
+    for f in [0.0, 0.5, 0.9, 1.0] {
         let _ = write!(
             out,
             r##"<text x="{0}" y="{1}" text-anchor="end">{f}</text>"##,
