@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use crate::ws::io::Outbox;
+use crate::ws::io::{Full, Outbox, Sent};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -487,20 +487,24 @@ async fn shard_worker(
 
 fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
     let st = lock(state);
-    let (mut frames, mut bytes) = (0u64, 0u64);
+    let (mut frames, mut bytes, mut queued) = (0u64, 0u64, 0u64);
     let mut offer = |entry: &ConnEntry| {
         let Some(frame) = d.frames.get(entry.encoding) else {
             return;
         };
         frames += 1;
         bytes += frame.len() as u64;
-        if entry.out.send(frame.clone()).is_err()
-            && entry.control.close(close::TRY_AGAIN, "slow consumer")
-        {
-            metrics
-                .connections_closed
-                .get_or_create(&[("reason", "slow_consumer")])
-                .inc();
+        match entry.out.send(frame.clone()) {
+            Ok(Sent::Written | Sent::Dropped) => {}
+            Ok(Sent::Queued) => queued += 1,
+            Err(Full) => {
+                if entry.control.close(close::TRY_AGAIN, "slow consumer") {
+                    metrics
+                        .connections_closed
+                        .get_or_create(&[("reason", "slow_consumer")])
+                        .inc();
+                }
+            }
         }
     };
     if &*d.channel == BROADCAST {
@@ -512,6 +516,7 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
     }
     metrics.frames_sent.inc_by(frames);
     metrics.bytes_sent.inc_by(bytes);
+    metrics.frames_queued.inc_by(queued);
 }
 
 #[cfg(test)]

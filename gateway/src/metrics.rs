@@ -43,6 +43,8 @@ pub struct Metrics {
     pub frames_sent: Counter,
     /// Payload bytes of those frames.
     pub bytes_sent: Counter,
+    /// Batch frames the socket did not take at once (finished by the writer task).
+    pub frames_queued: Counter,
     /// Client commands refused, by error code.
     pub command_errors: Family<Label, Counter>,
     /// `POST /api/publish` requests, by HTTP status.
@@ -76,6 +78,7 @@ impl Metrics {
             serializations: Family::default(),
             frames_sent: Counter::default(),
             bytes_sent: Counter::default(),
+            frames_queued: Counter::default(),
             command_errors: Family::default(),
             publish_requests: Family::default(),
             flush_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -143,6 +146,11 @@ impl Metrics {
             "bytes_sent",
             "Payload bytes written to sockets",
             m.bytes_sent.clone(),
+        );
+        r.register(
+            "frames_queued",
+            "Batch frames the socket did not take at once",
+            m.frames_queued.clone(),
         );
         r.register(
             "command_errors",

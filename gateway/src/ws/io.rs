@@ -42,6 +42,17 @@ impl RawWrite for tokio::net::tcp::OwnedWriteHalf {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Full;
 
+/// How [`Outbox::send`] disposed of a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Written to the socket completely, at once.
+    Written,
+    /// Queued (whole or its unwritten rest) for the writer task.
+    Queued,
+    /// Dropped: the socket has failed.
+    Dropped,
+}
+
 #[derive(Default)]
 struct State {
     /// Frames (or the unwritten rest of one) waiting for the socket.
@@ -90,40 +101,45 @@ impl Outbox {
 
     /// Writes `frame` now if the socket takes it, else queues it. `Err(Full)` when the
     /// queue already holds `max_frames`.
-    pub fn send(&self, frame: Bytes) -> Result<(), Full> {
+    pub fn send(&self, frame: Bytes) -> Result<Sent, Full> {
         let mut st = self.lock();
         if st.broken {
-            return Ok(());
+            return Ok(Sent::Dropped);
         }
         if !st.queue.is_empty() {
             if st.queue.len() >= self.max_frames {
                 return Err(Full);
             }
             st.queue.push_back(frame);
-            return Ok(());
+            return Ok(Sent::Queued);
         }
         let mut rest = frame;
+        let mut started = false;
         while !rest.is_empty() {
             match self.io.try_write(&rest) {
                 Ok(0) => {
                     st.broken = true;
-                    return Ok(());
+                    return Ok(Sent::Dropped);
                 }
-                Ok(n) => rest.advance(n),
+                Ok(n) => {
+                    rest.advance(n);
+                    started = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     st.broken = true;
-                    return Ok(());
+                    return Ok(Sent::Dropped);
                 }
             }
         }
-        if !rest.is_empty() {
-            st.front_started = true;
-            st.queue.push_back(rest);
-            drop(st);
-            self.queued.notify_one();
+        if rest.is_empty() {
+            return Ok(Sent::Written);
         }
-        Ok(())
+        st.front_started = started;
+        st.queue.push_back(rest);
+        drop(st);
+        self.queued.notify_one();
+        Ok(Sent::Queued)
     }
 
     /// Like [`Outbox::send`], but waits for room instead of failing (for replies: a
@@ -152,7 +168,7 @@ impl Outbox {
             }
         }
         // Room now; a concurrent sender may fill it first, which only costs one retry.
-        self.send(frame.clone()).map_err(|_| frame)
+        self.send(frame.clone()).map(|_| ()).map_err(|_| frame)
     }
 
     /// Writes as much of the queue as the socket takes.
@@ -304,9 +320,9 @@ mod tests {
     #[test]
     fn writes_directly_then_queues_then_finishes_frames_in_order() {
         let (o, b) = outbox(5, 2);
-        o.send(Bytes::from_static(b"abc")).unwrap(); // written at once
-        o.send(Bytes::from_static(b"defg")).unwrap(); // 2 bytes go, rest queued
-        o.send(Bytes::from_static(b"hi")).unwrap(); // queued behind it
+        assert_eq!(o.send(Bytes::from_static(b"abc")), Ok(Sent::Written));
+        assert_eq!(o.send(Bytes::from_static(b"defg")), Ok(Sent::Queued)); // 2 bytes go
+        assert_eq!(o.send(Bytes::from_static(b"hi")), Ok(Sent::Queued)); // behind it
         assert_eq!(
             o.send(Bytes::from_static(b"x")),
             Err(Full),

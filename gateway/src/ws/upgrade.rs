@@ -266,9 +266,8 @@ fn accept(
         }
         drop(permit);
     };
-    if std::env::var_os("PUSHFLEET_DEBUG_SIZES").is_some() {
-        eprintln!("connection task: {} bytes", std::mem::size_of_val(&task));
-    }
+    // What each connection costs in task memory (see docs/PERFORMANCE.md).
+    tracing::trace!(bytes = std::mem::size_of_val(&task), "connection task");
     tokio::spawn(task);
 
     let mut resp = warp::reply::Response::default();

@@ -75,6 +75,8 @@ pub struct Outcome {
     pub bare: Option<bare::BareReport>,
     pub cpu_ratio_to_bare: Option<f64>,
     pub slow_consumer_closes: f64,
+    /// Batch frames the socket did not take at once (the writer task finished them).
+    pub frames_queued: f64,
     #[serde(skip)]
     pub message_latency: Histogram,
 }
@@ -330,6 +332,7 @@ pub async fn run(s: &Scenario) -> Outcome {
         let bytes0 = sum_metric(&gws, "pushfleet_bytes_sent_total", "").await;
         let ser0 = sum_metric(&gws, "pushfleet_serializations_total", "encoding=\"json\"").await;
         let batches0 = batches(&gws).await;
+        let queued0 = sum_metric(&gws, "pushfleet_frames_queued_total", "").await;
         out.published = publisher(s, &gws, redis.as_ref(), &channels).await;
         // Let the last window flush and the clients read it.
         tokio::time::sleep(Duration::from_millis(s.window_ms + 1500)).await;
@@ -343,6 +346,7 @@ pub async fn run(s: &Scenario) -> Outcome {
         out.serializations_per_batch = out.serializations / out.batches.max(1.0);
         out.avg_frame_bytes = bytes / out.gateway_frames_sent.max(1.0);
         out.cpu_us_per_frame = out.gateway_cpu_s * 1e6 / out.gateway_frames_sent.max(1.0);
+        out.frames_queued = sum_metric(&gws, "pushfleet_frames_queued_total", "").await - queued0;
         out.slow_consumer_closes = sum_metric(
             &gws,
             "pushfleet_connections_closed_total",
