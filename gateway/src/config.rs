@@ -12,28 +12,31 @@ use clap::{Parser, ValueEnum};
 /// Exit code for a configuration error (`EX_USAGE` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 64;
 
-/// A secret string that never prints itself.
+/// A secret string of at least `MIN` bytes that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret<const MIN: usize = 8>(String);
 
-impl Secret {
+/// An HS256 secret: at least 16 bytes.
+pub type JwtSecret = Secret<16>;
+
+impl<const MIN: usize> Secret<MIN> {
     pub fn expose(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Debug for Secret {
+impl<const MIN: usize> fmt::Debug for Secret<MIN> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(****)")
     }
 }
 
-impl FromStr for Secret {
+impl<const MIN: usize> FromStr for Secret<MIN> {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        if s.len() < 8 {
-            return Err("an API key must be at least 8 characters".into());
+        if s.len() < MIN {
+            return Err(format!("a secret must be at least {MIN} bytes"));
         }
         Ok(Secret(s.to_owned()))
     }
@@ -44,32 +47,6 @@ impl FromStr for Secret {
 pub enum AuthMode {
     None,
     Jwt,
-}
-
-/// An HS256 secret: at least 16 bytes, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct JwtSecret(String);
-
-impl JwtSecret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for JwtSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JwtSecret(****)")
-    }
-}
-
-impl FromStr for JwtSecret {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.len() < 16 {
-            return Err("a JWT secret must be at least 16 bytes".into());
-        }
-        Ok(JwtSecret(s.to_owned()))
-    }
 }
 
 /// Log output format.

@@ -168,7 +168,25 @@ async fn redis_subscriptions_follow_local_subscribers_with_linger() {
         .await;
     assert_eq!(c.json().await["op"], "unsubscribed");
     assert_eq!(c.json().await["op"], "subscribed");
-    tokio::time::sleep(Duration::from_millis(800)).await; // past the linger: still there
+    // A probe channel left after "back" left: once Redis drops the probe, the linger of
+    // "back" (which started earlier) is over too, and "back" must still be there.
+    c.send_json(json!({"op":"subscribe","channels":["probe"],"id":6}))
+        .await;
+    assert_eq!(c.json().await["op"], "subscribed");
+    eventually("probe subscribed on Redis", || async {
+        chans()
+            .await
+            .contains(&"pushfleet:c:probe".to_owned())
+            .then_some(())
+    })
+    .await;
+    c.send_json(json!({"op":"unsubscribe","channels":["probe"],"id":7}))
+        .await;
+    assert_eq!(c.json().await["op"], "unsubscribed");
+    eventually("probe gone after its linger", || async {
+        (!chans().await.contains(&"pushfleet:c:probe".to_owned())).then_some(())
+    })
+    .await;
     assert_eq!(chans().await, vec!["pushfleet:b", "pushfleet:c:back"]);
     // Disconnecting counts as leaving.
     drop(c);

@@ -445,10 +445,7 @@ async fn hostile_commands_get_error_frames_and_the_connection_stays() {
     }
     assert_eq!(ok + limited, n, "every command got an answer");
     assert!(limited > 0 && ok > 0, "ok={ok} limited={limited}");
-    tokio::time::sleep(Duration::from_millis(1100)).await; // refill (rate limit window)
-    c.send_json(json!({"op":"subscribe","channels":["after"],"id":"x"}))
-        .await;
-    assert_eq!(c.json().await["op"], "subscribed");
-    gw.publish_ok(json!({"channel":"after","data":1})).await;
+    // Still connected and still served: a channel subscribed during the flood delivers.
+    gw.publish_ok(json!({"channel":"c0","data":1})).await;
     assert_eq!(c.json().await["messages"], json!([1]));
 }

@@ -172,15 +172,16 @@ pub async fn run(args: WorkerArgs) {
         1.0 / f64::from(args.connect_rate.max(1)),
     ));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let mut connected = 0u64;
-    let mut failed = 0u64;
+    let (mut connected, mut failed) = (0u64, 0u64);
     let mut pending = Vec::new();
-    for i in 0..args.conns {
-        pace.tick().await;
-        let a = args.clone();
-        pending.push(tokio::spawn(async move { connect(&a, i).await }));
-        // Keep at most 256 connects in flight.
-        if pending.len() >= 256 {
+    for i in 0..=args.conns {
+        if i < args.conns {
+            pace.tick().await;
+            let a = args.clone();
+            pending.push(tokio::spawn(async move { connect(&a, i).await }));
+        }
+        // Keep at most 256 connects in flight; collect the rest at the end.
+        if pending.len() >= 256 || i == args.conns {
             for p in pending.drain(..) {
                 match p.await {
                     Ok(Ok(s)) => {
@@ -190,15 +191,6 @@ pub async fn run(args: WorkerArgs) {
                     _ => failed += 1,
                 }
             }
-        }
-    }
-    for p in pending.drain(..) {
-        match p.await {
-            Ok(Ok(s)) => {
-                connected += 1;
-                spawn_conn(s, &args, connected as usize, &shared);
-            }
-            _ => failed += 1,
         }
     }
     // Connected means upgraded (or failed), not just the TCP handshake.
