@@ -176,14 +176,13 @@ impl Reader<'_> {
         tokio::pin!(closed);
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
-        let expiry = expiry_deadline(&self.identity);
-        let far = Instant::now() + Duration::from_secs(10 * 365 * 86_400);
-        let expired = tokio::time::sleep_until(expiry.unwrap_or(far));
-        tokio::pin!(expired);
+        // Only connections with a token carry an expiry timer (boxed: most have none).
+        let mut expired =
+            expiry_deadline(&self.identity).map(|t| Box::pin(tokio::time::sleep_until(t)));
         loop {
             tokio::select! {
                 _ = closed.as_mut() => break,
-                _ = &mut expired, if expiry.is_some() => {
+                _ = async { expired.as_mut().expect("guarded").as_mut().await }, if expired.is_some() => {
                     self.close(close::POLICY, "token expired", "token_expired");
                     break;
                 }
@@ -212,13 +211,14 @@ impl Reader<'_> {
         }
         // The server is closing: keep reading (and discarding) until the client answers
         // the close frame, so the socket is not reset under the close frame.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        // Boxed: a cold path, kept out of every connection's task size.
+        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
             while let Some(Ok(m)) = stream.next().await {
                 if m.is_close() {
                     break;
                 }
             }
-        })
+        }))
         .await;
     }
 
@@ -354,7 +354,8 @@ impl Writer<'_> {
         }
         let (code, reason) = self.control.code().unwrap_or((close::NORMAL, ""));
         self.out.finish_with(frame::close(code, reason));
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, flush(&self.out)).await;
+        // Boxed: a cold path, kept out of every connection's task size.
+        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, flush(&self.out))).await;
     }
 }
 
