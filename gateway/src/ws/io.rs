@@ -1,8 +1,8 @@
-//! A connection's write side, shared by the hub's fan-out and the connection's writer task.
+//! A connection's write side, shared by the hub's fan-out and the connection's session.
 //!
 //! [`Outbox::send`] writes a prebuilt frame straight to the socket (`try_write`, no task
 //! hop) when nothing is queued; whatever the socket does not take at once is queued, and
-//! the writer task finishes it when the socket is writable. Every write happens under one
+//! the session finishes it when the socket is writable. Every write happens under one
 //! short lock, so frames never interleave, and a frame started is always finished before
 //! the next one (or the close frame) goes out.
 //!
@@ -47,7 +47,7 @@ pub struct Full;
 pub enum Sent {
     /// Written to the socket completely, at once.
     Written,
-    /// Queued (whole or its unwritten rest) for the writer task.
+    /// Queued (whole or its unwritten rest) for the session to finish.
     Queued,
     /// Dropped: the socket has failed.
     Dropped,
@@ -67,10 +67,8 @@ struct State {
 pub struct Outbox {
     io: Box<dyn RawWrite>,
     state: Mutex<State>,
-    /// Wakes the writer task when something was queued.
+    /// Wakes the connection's session when something was queued.
     pub queued: Notify,
-    /// Wakes senders waiting for room (replies use backpressure, not disconnect).
-    room: Notify,
     max_frames: usize,
 }
 
@@ -90,7 +88,6 @@ impl Outbox {
             io,
             state: Mutex::new(State::default()),
             queued: Notify::new(),
-            room: Notify::new(),
             max_frames: max_frames.max(1),
         }
     }
@@ -142,33 +139,26 @@ impl Outbox {
         Ok(Sent::Queued)
     }
 
-    /// Like [`Outbox::send`], but waits for room instead of failing (for replies: a
-    /// client flooding commands is slowed down, and gets every answer).
-    pub async fn send_wait(&self, frame: Bytes) {
-        let mut frame = Some(frame);
-        loop {
-            let room = self.room.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
-            if let Some(f) = frame.take() {
-                match self.send_or_return(f) {
-                    Ok(()) => return,
-                    Err(f) => frame = Some(f),
-                }
-            }
-            room.await;
-        }
+    /// Whether the queue holds `max_frames` (the session stops reading the client then).
+    pub fn is_full(&self) -> bool {
+        self.lock().queue.len() >= self.max_frames
     }
 
-    fn send_or_return(&self, frame: Bytes) -> Result<(), Bytes> {
-        {
-            let st = self.lock();
-            if !st.broken && st.queue.len() >= self.max_frames {
-                return Err(frame);
-            }
+    /// Like [`Outbox::send`] but never refused: for replies to client commands. Still
+    /// bounded: the session stops reading commands while the queue is full, so replies
+    /// exceed `max_frames` by at most one.
+    pub fn send_reply(&self, frame: Bytes) {
+        let mut st = self.lock();
+        if st.broken {
+            return;
         }
-        // Room now; a concurrent sender may fill it first, which only costs one retry.
-        self.send(frame.clone()).map(|_| ()).map_err(|_| frame)
+        if st.queue.is_empty() {
+            drop(st);
+            // An empty queue cannot be full.
+            let _ = self.send(frame);
+            return;
+        }
+        st.queue.push_back(frame);
     }
 
     /// Writes as much of the queue as the socket takes.
@@ -177,38 +167,31 @@ impl Outbox {
         if st.broken {
             return Drain::Broken;
         }
-        let mut popped = false;
-        let result = loop {
+        loop {
             let Some(front) = st.queue.front_mut() else {
-                break Drain::Done;
+                return Drain::Done;
             };
             match self.io.try_write(front) {
                 Ok(0) => {
                     st.broken = true;
-                    break Drain::Broken;
+                    return Drain::Broken;
                 }
                 Ok(n) => {
                     front.advance(n);
                     if front.is_empty() {
                         st.queue.pop_front();
                         st.front_started = false;
-                        popped = true;
                     } else {
                         st.front_started = true;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Drain::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Drain::Blocked,
                 Err(_) => {
                     st.broken = true;
-                    break Drain::Broken;
+                    return Drain::Broken;
                 }
             }
-        };
-        drop(st);
-        if popped {
-            self.room.notify_waiters();
         }
-        result
     }
 
     /// Drops queued frames that have not started, keeping a partly written one, then

@@ -26,7 +26,7 @@ use super::io::{Drain, Outbox, ReadSide};
 use crate::auth::Identity;
 use crate::encode::reply_frame;
 use crate::frame;
-use crate::hub::{close, ConnControl, ConnHandle, Encoding};
+use crate::hub::{close, ConnHandle, Encoding};
 use crate::limits::TokenBucket;
 use crate::state::AppState;
 use crate::wire::{ErrorCode, ServerReply};
@@ -87,24 +87,18 @@ pub async fn run<R>(
     .await;
     let conn = state.hub.register(params.encoding, out.clone());
     state.metrics.connections_accepted.inc();
-    let mut reader = Reader {
+    let mut session = Session {
         state: &state,
         conn: &conn,
-        out: out.clone(),
+        out,
         encoding: params.encoding,
         limit: TokenBucket::new(state.cfg.max_commands_per_sec, state.cfg.command_burst),
         identity,
     };
-    reader.initial_channels(&params.channels);
-    let writer = Writer {
-        out,
-        control: conn.control.clone(),
-        state: &state,
-    };
-    tokio::join!(
-        writer.run(state.cfg.ping_interval()),
-        reader.read_loop(stream, state.cfg.idle_timeout())
-    );
+    session.initial_channels(&params.channels);
+    session
+        .serve(stream, state.cfg.idle_timeout(), state.cfg.ping_interval())
+        .await;
     let gone = state.hub.unregister(&conn);
     state.bus.channels_inactive(gone);
 }
@@ -147,7 +141,7 @@ fn expiry_deadline(identity: &Identity) -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(left))
 }
 
-struct Reader<'a> {
+struct Session<'a> {
     state: &'a AppState,
     conn: &'a ConnHandle,
     out: Arc<Outbox>,
@@ -156,22 +150,23 @@ struct Reader<'a> {
     identity: Identity,
 }
 
-impl Reader<'_> {
+impl Session<'_> {
     fn initial_channels(&mut self, names: &[String]) {
         if names.is_empty() {
             return;
         }
         if let Err(reply) = commands::subscribe(self.state, self.conn, &self.identity, names, &None)
         {
-            self.reply_now(&reply);
+            self.reply(&reply);
         }
     }
 
-    async fn read_loop<R>(&mut self, mut stream: R, idle_timeout: Duration)
+    async fn serve<S>(&mut self, mut stream: S, idle_timeout: Duration, ping_every: Duration)
     where
-        R: Stream<Item = Result<Message, WsError>> + Unpin,
+        S: Stream<Item = Result<Message, WsError>> + Unpin,
     {
         let control = self.conn.control.clone();
+        // Kept across iterations: re-arming these on every wake-up costs more than a write.
         let closed = control.closed();
         tokio::pin!(closed);
         let idle = tokio::time::sleep(idle_timeout);
@@ -179,51 +174,96 @@ impl Reader<'_> {
         // Only connections with a token carry an expiry timer (boxed: most have none).
         let mut expired =
             expiry_deadline(&self.identity).map(|t| Box::pin(tokio::time::sleep_until(t)));
-        loop {
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Whether the socket refused the rest of the outbox; then wait until it is writable.
+        let mut blocked = false;
+        let stream_ended = loop {
+            let reading = !self.out.is_full();
             tokio::select! {
-                _ = closed.as_mut() => break,
+                biased;
+                _ = closed.as_mut() => break false,
                 _ = async { expired.as_mut().expect("guarded").as_mut().await }, if expired.is_some() => {
                     self.close(close::POLICY, "token expired", "token_expired");
-                    break;
+                    break false;
                 }
                 _ = &mut idle => {
                     self.close(close::DRAINING, "idle timeout", "idle");
-                    break;
+                    break false;
                 }
-                msg = stream.next() => match msg {
+                r = self.out.writable(), if blocked => match r.ok().and_then(|()| self.drain()) {
+                    Some(b) => blocked = b,
+                    None => break false,
+                },
+                _ = self.out.queued.notified(), if !blocked => match self.drain() {
+                    Some(b) => blocked = b,
+                    None => break false,
+                },
+                _ = ping.tick() => {
+                    if self.out.send(frame::ping()).is_err() {
+                        self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
+                        break false;
+                    }
+                }
+                msg = stream.next(), if reading => match msg {
                     None => {
                         self.close(close::NORMAL, "connection lost", "gone");
-                        return;
+                        break true;
                     }
                     Some(Err(e)) => {
                         let (code, reason, label) = close_for(&e);
                         self.close(code, reason, label);
-                        break;
+                        break false;
                     }
                     Some(Ok(msg)) => {
                         idle.as_mut().reset(Instant::now() + idle_timeout);
-                        if !self.on_message(msg).await {
-                            return;
+                        if !self.on_message(msg) {
+                            break false;
                         }
                     }
                 },
             }
-        }
-        // The server is closing: keep reading (and discarding) until the client answers
-        // the close frame, so the socket is not reset under the close frame.
+        };
         // Boxed: a cold path, kept out of every connection's task size.
-        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, async {
-            while let Some(Ok(m)) = stream.next().await {
-                if m.is_close() {
-                    break;
+        Box::pin(self.finish(stream, stream_ended)).await;
+    }
+
+    /// Writes what the outbox holds. `Some(blocked)`, or `None` when the socket failed.
+    fn drain(&self) -> Option<bool> {
+        match self.out.drain() {
+            Drain::Done => Some(false),
+            Drain::Blocked => Some(true),
+            Drain::Broken => {
+                self.close(close::NORMAL, "connection lost", "gone");
+                None
+            }
+        }
+    }
+
+    /// Sends the close frame (after the rest of a frame already started), then keeps
+    /// reading until the client answers it, so the socket is not reset under the close
+    /// frame. Bounded by [`CLOSE_TIMEOUT`].
+    async fn finish<S>(&self, mut stream: S, stream_ended: bool)
+    where
+        S: Stream<Item = Result<Message, WsError>> + Unpin,
+    {
+        let (code, reason) = self.conn.control.code().unwrap_or((close::NORMAL, ""));
+        self.out.finish_with(frame::close(code, reason));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            flush(&self.out).await;
+            if !stream_ended {
+                while let Some(Ok(m)) = stream.next().await {
+                    if m.is_close() {
+                        break;
+                    }
                 }
             }
-        }))
+        })
         .await;
     }
 
     /// Handles one inbound message; false when the connection should end.
-    async fn on_message(&mut self, msg: Message) -> bool {
+    fn on_message(&mut self, msg: Message) -> bool {
         let (payload, binary): (Bytes, bool) = match msg {
             Message::Text(t) => (t.into(), false),
             Message::Binary(b) => (b, true),
@@ -250,26 +290,13 @@ impl Reader<'_> {
                 Err(reply) => reply,
             }
         };
-        self.reply(&reply).await;
+        self.reply(&reply);
         true
     }
 
-    /// Sends a reply. When the queue is full the reader waits (and so stops reading the
-    /// socket): a client that floods commands is slowed down by TCP, and no reply is lost.
-    /// A client that does not read at all is closed by the hub's slow-consumer rule.
-    async fn reply(&self, reply: &ServerReply) {
-        let frame = self.frame_of(reply);
-        tokio::select! {
-            _ = self.out.send_wait(frame) => {}
-            _ = self.conn.control.closed() => {}
-        }
-    }
-
-    /// Like [`Reader::reply`] without waiting, for replies sent before the loop starts.
-    fn reply_now(&self, reply: &ServerReply) {
-        if self.out.send(self.frame_of(reply)).is_err() {
-            self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
-        }
+    /// Sends a reply (see [`Outbox::send_reply`] for why it is never refused).
+    fn reply(&self, reply: &ServerReply) {
+        self.out.send_reply(self.frame_of(reply));
     }
 
     /// Encodes and frames a reply, counting it (and its error code, if any).
@@ -299,63 +326,6 @@ impl Reader<'_> {
                 .get_or_create(&[("reason", label)])
                 .inc();
         }
-    }
-}
-
-/// The writer half of a session.
-struct Writer<'a> {
-    out: Arc<Outbox>,
-    control: Arc<ConnControl>,
-    state: &'a AppState,
-}
-
-impl Writer<'_> {
-    /// Finishes what the socket did not take at once and sends pings, until the
-    /// connection closes; then the close frame (bounded by [`CLOSE_TIMEOUT`]). A frame
-    /// already started is completed first, so the client never sees half a frame.
-    async fn run(self, ping_every: Duration) {
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Kept across iterations: re-arming it on every wake-up costs more than a write.
-        let closed = self.control.closed();
-        tokio::pin!(closed);
-        loop {
-            match self.out.drain() {
-                Drain::Done => tokio::select! {
-                    biased;
-                    _ = closed.as_mut() => break,
-                    _ = self.out.queued.notified() => {}
-                    _ = ping.tick() => {
-                        if self.out.send(frame::ping()).is_err()
-                            && self.control.close(close::TRY_AGAIN, "slow consumer")
-                        {
-                            self.state
-                                .metrics
-                                .connections_closed
-                                .get_or_create(&[("reason", "slow_consumer")])
-                                .inc();
-                        }
-                    }
-                },
-                Drain::Blocked => tokio::select! {
-                    biased;
-                    _ = closed.as_mut() => break,
-                    r = self.out.writable() => if r.is_err() {
-                        self.control.close(close::NORMAL, "connection lost");
-                        return;
-                    },
-                },
-                Drain::Broken => {
-                    // The peer is gone; nothing more can be written.
-                    self.control.close(close::NORMAL, "connection lost");
-                    return;
-                }
-            }
-        }
-        let (code, reason) = self.control.code().unwrap_or((close::NORMAL, ""));
-        self.out.finish_with(frame::close(code, reason));
-        // Boxed: a cold path, kept out of every connection's task size.
-        let _ = Box::pin(tokio::time::timeout(CLOSE_TIMEOUT, flush(&self.out))).await;
     }
 }
 
