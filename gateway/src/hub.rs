@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::ws::io::{Full, Outbox, Sent};
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::wire::BROADCAST;
@@ -80,12 +79,12 @@ pub mod close {
     pub const TRY_AGAIN: u16 = 1013;
 }
 
-/// Close request shared by a connection's reader, writer and the hub.
+/// Close request shared by a connection's session and the hub.
 #[derive(Debug, Default)]
 pub struct ConnControl {
     code: AtomicU16,
     reason: Mutex<&'static str>,
-    token: CancellationToken,
+    notify: Notify,
 }
 
 impl ConnControl {
@@ -98,7 +97,7 @@ impl ConnControl {
             .is_ok();
         if first {
             *lock(&self.reason) = reason;
-            self.token.cancel();
+            self.notify.notify_waiters();
         }
         first
     }
@@ -113,7 +112,16 @@ impl ConnControl {
 
     /// Completes when a close has been requested.
     pub async fn closed(&self) {
-        self.token.cancelled().await
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a close in between is not missed.
+            notified.as_mut().enable();
+            if self.code.load(Ordering::Acquire) != 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 

@@ -169,13 +169,15 @@ impl Session<'_> {
         // Kept across iterations: re-arming these on every wake-up costs more than a write.
         let closed = control.closed();
         tokio::pin!(closed);
-        let idle = tokio::time::sleep(idle_timeout);
-        tokio::pin!(idle);
+        // One timer per connection serves both the ping schedule and the idle deadline:
+        // it fires at whichever comes first and is re-aimed then (not on every frame).
+        let mut next_ping = Instant::now() + ping_every;
+        let mut idle_at = Instant::now() + idle_timeout;
+        let timer = tokio::time::sleep_until(next_ping.min(idle_at));
+        tokio::pin!(timer);
         // Only connections with a token carry an expiry timer (boxed: most have none).
         let mut expired =
             expiry_deadline(&self.identity).map(|t| Box::pin(tokio::time::sleep_until(t)));
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Whether the socket refused the rest of the outbox; then wait until it is writable.
         let mut blocked = false;
         let stream_ended = loop {
@@ -187,9 +189,20 @@ impl Session<'_> {
                     self.close(close::POLICY, "token expired", "token_expired");
                     break false;
                 }
-                _ = &mut idle => {
-                    self.close(close::DRAINING, "idle timeout", "idle");
-                    break false;
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if now >= idle_at {
+                        self.close(close::DRAINING, "idle timeout", "idle");
+                        break false;
+                    }
+                    if now >= next_ping {
+                        if self.out.send(frame::ping()).is_err() {
+                            self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
+                            break false;
+                        }
+                        next_ping = now + ping_every;
+                    }
+                    timer.as_mut().reset(next_ping.min(idle_at));
                 }
                 r = self.out.writable(), if blocked => match r.ok().and_then(|()| self.drain()) {
                     Some(b) => blocked = b,
@@ -199,12 +212,6 @@ impl Session<'_> {
                     Some(b) => blocked = b,
                     None => break false,
                 },
-                _ = ping.tick() => {
-                    if self.out.send(frame::ping()).is_err() {
-                        self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
-                        break false;
-                    }
-                }
                 msg = stream.next(), if reading => match msg {
                     None => {
                         self.close(close::NORMAL, "connection lost", "gone");
@@ -216,7 +223,7 @@ impl Session<'_> {
                         break false;
                     }
                     Some(Ok(msg)) => {
-                        idle.as_mut().reset(Instant::now() + idle_timeout);
+                        idle_at = Instant::now() + idle_timeout;
                         if !self.on_message(msg) {
                             break false;
                         }
