@@ -21,7 +21,7 @@ use crate::state::AppState;
 use crate::wire::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 
 /// Bytes read from a socket at a time. Small, because most sockets are idle.
-const READ_BUFFER: usize = 512;
+const READ_BUFFER: usize = 256;
 
 /// The tungstenite settings every connection gets (it only reads: writes are ours).
 pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
