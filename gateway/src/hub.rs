@@ -637,6 +637,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn close_wakes_waiters_and_later_callers_and_first_code_wins() {
+        let c = Arc::new(ConnControl::default());
+        let waiter = tokio::spawn({
+            let c = c.clone();
+            async move { c.closed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(c.close(close::TRY_AGAIN, "slow consumer"));
+        assert!(!c.close(close::DRAINING, "server draining"));
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("waiter woken")
+            .unwrap();
+        // Asking after the close returns at once.
+        tokio::time::timeout(Duration::from_secs(5), c.closed())
+            .await
+            .expect("already closed");
+        assert_eq!(c.code(), Some((close::TRY_AGAIN, "slow consumer")));
+    }
+
+    #[tokio::test]
     async fn subscription_limit_is_all_or_nothing() {
         let hub = Hub::new(2, Metrics::new());
         let (c, _r) = conn(&hub, Encoding::Json, usize::MAX, 8);

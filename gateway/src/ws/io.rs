@@ -318,6 +318,20 @@ mod tests {
     }
 
     #[test]
+    fn replies_are_never_refused_and_full_is_reported() {
+        let (o, b) = outbox(1, 2);
+        o.send(Bytes::from_static(b"ab")).unwrap(); // "a" written, "b" queued
+        o.send(Bytes::from_static(b"cd")).unwrap(); // queued: 2 frames, full
+        assert!(o.is_full());
+        assert_eq!(o.send(Bytes::from_static(b"x")), Err(Full));
+        o.send_reply(Bytes::from_static(b"R")); // a reply still goes in, behind the rest
+        b.budget.store(100, Ordering::SeqCst);
+        assert!(matches!(o.drain(), Drain::Done));
+        assert!(!o.is_full());
+        assert_eq!(&b.written.lock().unwrap()[..], b"abcdR");
+    }
+
+    #[test]
     fn closing_keeps_only_a_started_frame() {
         let (o, b) = outbox(2, 8);
         o.send(Bytes::from_static(b"1234")).unwrap(); // "12" written, "34" queued, started
