@@ -18,7 +18,7 @@
 //! - [`bus`]: where published messages travel; [`merger`]: per-channel windows;
 //!   [`flush`] + [`encode`]: one serialization per batch per encoding.
 //! - [`hub`]: shards, channel index, bounded per-connection queues.
-//! - [`ws`]: upgrade, session (reader + writer), commands.
+//! - [`ws`]: upgrade, outbox (direct writes), session (one loop per connection), commands.
 //! - [`api`]: HTTP routes; [`server`]: accept loops; [`shutdown`]: drain.
 //! - [`metrics`]: Prometheus registry passed to every part.
 

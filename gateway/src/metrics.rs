@@ -43,7 +43,7 @@ pub struct Metrics {
     pub frames_sent: Counter,
     /// Payload bytes of those frames.
     pub bytes_sent: Counter,
-    /// Batch frames the socket did not take at once (finished by the writer task).
+    /// Batch frames the socket did not take at once (finished by the connection's session).
     pub frames_queued: Counter,
     /// Client commands refused, by error code.
     pub command_errors: Family<Label, Counter>,

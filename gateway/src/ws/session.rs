@@ -472,7 +472,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn client_pings_get_pongs_through_the_writer() {
+    async fn client_pings_get_pongs_through_the_outbox() {
         let st = state(&[]);
         let (mut c, _task) = start(&st, params(&[]));
         c.write_all(&client_frame(0x9, b"abc")).await.unwrap();
