@@ -16,7 +16,8 @@ const JSON_SUFFIX: &[u8] = b"]}";
 
 /// `{"op":"batch","channel":"<channel>","messages":[m1,m2,…]}` with each message's bytes
 /// copied verbatim. `channel` is a validated name (or `*`), so it needs no escaping.
-pub fn batch_json(channel: &str, messages: &[Bytes]) -> Bytes {
+#[cfg(test)]
+fn batch_json(channel: &str, messages: &[Bytes]) -> Bytes {
     let mut out = BytesMut::with_capacity(json_len(channel, messages));
     put_json(&mut out, channel, messages);
     out.freeze()

@@ -153,6 +153,14 @@ impl Gateway {
         .await
     }
 
+    /// Waits until a metric is at least `min`.
+    pub async fn wait_metric_at_least(&self, name: &str, labels: &str, min: f64) {
+        crate::eventually(&format!("{name}{{{labels}}} >= {min}"), || async {
+            (self.metric(name, labels).await >= min).then_some(())
+        })
+        .await
+    }
+
     /// Resident memory of the process, in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
@@ -177,6 +185,26 @@ impl Gateway {
             _ => None,
         }
     }
+}
+
+/// Runs `pushctl` with `args` and extra environment, to completion (bounded).
+pub async fn pushctl(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(binary("pushctl"));
+    cmd.args(args).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    within("pushctl", cmd.output()).await.expect("run pushctl")
+}
+
+/// Like [`pushctl`], asserting success.
+pub async fn pushctl_ok(args: &[&str], env: &[(&str, &str)]) {
+    let out = pushctl(args, env).await;
+    assert!(
+        out.status.success(),
+        "pushctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `kill(2)`; the only unsafe call in the tests, kept in one place.

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tests::process::{pushctl, pushctl_ok};
 use tests::{eventually, http, within, Client, Gateway, Redis};
 use tokio::io::AsyncWriteExt;
 
@@ -324,22 +325,12 @@ async fn broadcast_reaches_every_client_on_every_gateway() {
     for gw in &gws {
         gw.wait_metric("pushfleet_connections", "", 2.0).await;
     }
-    let out = tokio::process::Command::new(tests::process::binary("pushctl"))
-        .args([
-            "publish",
-            "--redis",
-            &redis.url(),
-            "--broadcast",
-            r#"{"all":true}"#,
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let url = redis.url();
+    pushctl_ok(
+        &["publish", "--redis", &url, "--broadcast", r#"{"all":true}"#],
+        &[],
+    )
+    .await;
     gws[2].publish_ok(json!({"broadcast":true,"data":2})).await;
     for c in &mut clients {
         let mut got = Vec::new();
@@ -368,17 +359,11 @@ async fn pushctl_http_tail_and_exit_codes() {
         .unwrap();
     gw.wait_metric("pushfleet_subscriptions", "", 1.0).await;
     let url = format!("http://{}", gw.internal);
-    let out = tokio::process::Command::new(&bin)
-        .args(["publish", "--url", &url, "--count", "3", "t", r#"{"n":1}"#])
-        .env("PUSHFLEET_API_KEY", "pushctl-key-1")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pushctl_ok(
+        &["publish", "--url", &url, "--count", "3", "t", r#"{"n":1}"#],
+        &[("PUSHFLEET_API_KEY", "pushctl-key-1")],
+    )
+    .await;
     let out = within("pushctl tail", tail.wait_with_output())
         .await
         .unwrap();
@@ -390,25 +375,21 @@ async fn pushctl_http_tail_and_exit_codes() {
     assert_eq!(lines, vec![json!({"channel":"t","data":{"n":1}}); 3]);
 
     // Wrong key: exit 1 with the gateway's reason on one line.
-    let out = tokio::process::Command::new(&bin)
-        .args(["publish", "--url", &url, "--api-key", "nope-nope", "t", "1"])
-        .output()
-        .await
-        .unwrap();
+    let out = pushctl(
+        &["publish", "--url", &url, "--api-key", "nope-nope", "t", "1"],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     // Usage errors: exit 2.
     for args in [vec!["publish", "t", "1"], vec!["publish", "--url", &url]] {
-        let out = tokio::process::Command::new(&bin)
-            .args(&args)
-            .output()
-            .await
-            .unwrap();
+        let out = pushctl(&args, &[]).await;
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
     // Bad JSON data: exit 1.
-    let out = tokio::process::Command::new(&bin)
-        .args([
+    let out = pushctl(
+        &[
             "publish",
             "--url",
             &url,
@@ -416,9 +397,9 @@ async fn pushctl_http_tail_and_exit_codes() {
             "pushctl-key-1",
             "t",
             "{bad",
-        ])
-        .output()
-        .await
-        .unwrap();
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
 }

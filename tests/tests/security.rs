@@ -274,15 +274,11 @@ async fn origins_connect_rate_and_unfinished_handshakes() {
         .await
         .unwrap_or(0);
     // Idle keep-alive connections (the refused upgrades above) time out the same way.
-    tests::eventually("handshake timeouts counted", || async {
-        let n = gw
-            .metric(
-                "pushfleet_connections_rejected_total",
-                "reason=\"handshake_timeout\"",
-            )
-            .await;
-        (n >= 1.0).then_some(())
-    })
+    gw.wait_metric_at_least(
+        "pushfleet_connections_rejected_total",
+        "reason=\"handshake_timeout\"",
+        1.0,
+    )
     .await;
     assert_eq!(
         gw.metric(

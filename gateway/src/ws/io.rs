@@ -207,11 +207,6 @@ impl Outbox {
     pub async fn writable(&self) -> io::Result<()> {
         std::future::poll_fn(|cx| self.io.poll_write_ready(cx)).await
     }
-
-    /// Whether the socket failed.
-    pub fn is_broken(&self) -> bool {
-        self.lock().broken
-    }
 }
 
 /// The read half as tungstenite sees it: reads come from the socket (after any bytes

@@ -305,13 +305,10 @@ pub async fn run(s: &Scenario) -> Outcome {
     let connect_s = t0.elapsed().as_secs_f64();
     for gw in &gws {
         let want = (connected / s.gateways as u64) as f64;
-        let _ = tokio::time::timeout(Duration::from_secs(60), async {
-            while gw.metric("pushfleet_subscriptions", "").await < want {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-        .await;
+        gw.wait_metric_at_least("pushfleet_subscriptions", "", want)
+            .await;
     }
+    // Measurement pacing, not synchronisation: let allocations settle before reading RSS.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after: u64 = gws.iter().map(|g| g.rss_kib()).sum();
     let mut out = Outcome {
@@ -334,7 +331,7 @@ pub async fn run(s: &Scenario) -> Outcome {
         let batches0 = batches(&gws).await;
         let queued0 = sum_metric(&gws, "pushfleet_frames_queued_total", "").await;
         out.published = publisher(s, &gws, redis.as_ref(), &channels).await;
-        // Let the last window flush and the clients read it.
+        // Measurement pacing: let the last window flush and the clients read it.
         tokio::time::sleep(Duration::from_millis(s.window_ms + 1500)).await;
         out.gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
         out.gateway_frames_sent =

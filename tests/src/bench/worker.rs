@@ -57,6 +57,8 @@ pub fn now_us() -> u64 {
 
 #[derive(Default)]
 struct Shared {
+    /// Signalled whenever a connection is upgraded or ends.
+    settled: tokio::sync::Notify,
     upgraded: AtomicU64,
     frames: AtomicU64,
     messages: AtomicU64,
@@ -110,9 +112,11 @@ async fn run_ws(
     let Ok((mut ws, _)) = tokio_tungstenite::client_async_with_config(url, stream, Some(cfg)).await
     else {
         shared.closed.fetch_add(1, Ordering::Relaxed);
+        shared.settled.notify_one();
         return;
     };
     shared.upgraded.fetch_add(1, Ordering::Relaxed);
+    shared.settled.notify_one();
     // The worker runs on a current-thread runtime: these locks are never contended.
     while let Some(msg) = ws.next().await {
         let Ok(Message::Text(t)) = msg else {
@@ -151,6 +155,7 @@ async fn run_ws(
 
 async fn run_raw(mut stream: tokio::net::TcpStream, shared: Arc<Shared>) {
     shared.upgraded.fetch_add(1, Ordering::Relaxed);
+    shared.settled.notify_one();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match stream.read(&mut buf).await {
@@ -194,13 +199,14 @@ pub async fn run(args: WorkerArgs) {
         }
     }
     // Connected means upgraded (or failed), not just the TCP handshake.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while shared.upgraded.load(Ordering::Relaxed) + shared.closed.load(Ordering::Relaxed)
-        < connected
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        while shared.upgraded.load(Ordering::Relaxed) + shared.closed.load(Ordering::Relaxed)
+            < connected
+        {
+            shared.settled.notified().await;
+        }
+    })
+    .await;
     let connect_ms = started.elapsed().as_millis() as u64;
     let connected = shared.upgraded.load(Ordering::Relaxed);
     println!("ready {connected} {failed} {connect_ms}");
