@@ -502,7 +502,7 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
         };
         frames += 1;
         bytes += frame.len() as u64;
-        match entry.out.send(frame.clone()) {
+        match entry.out.send(frame) {
             Ok(Sent::Written | Sent::Dropped) => {}
             Ok(Sent::Queued) => queued += 1,
             Err(Full) => {

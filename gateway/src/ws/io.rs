@@ -98,7 +98,7 @@ impl Outbox {
 
     /// Writes `frame` now if the socket takes it, else queues it. `Err(Full)` when the
     /// queue already holds `max_frames`.
-    pub fn send(&self, frame: Bytes) -> Result<Sent, Full> {
+    pub fn send(&self, frame: &Bytes) -> Result<Sent, Full> {
         let mut st = self.lock();
         if st.broken {
             return Ok(Sent::Dropped);
@@ -107,21 +107,19 @@ impl Outbox {
             if st.queue.len() >= self.max_frames {
                 return Err(Full);
             }
-            st.queue.push_back(frame);
+            st.queue.push_back(frame.clone());
             return Ok(Sent::Queued);
         }
-        let mut rest = frame;
-        let mut started = false;
-        while !rest.is_empty() {
-            match self.io.try_write(&rest) {
+        // Written from a borrowed frame: the shared bytes are only refcounted again if
+        // part of them must wait in the queue (the fan-out's common case costs nothing).
+        let mut off = 0;
+        while off < frame.len() {
+            match self.io.try_write(&frame[off..]) {
                 Ok(0) => {
                     st.broken = true;
                     return Ok(Sent::Dropped);
                 }
-                Ok(n) => {
-                    rest.advance(n);
-                    started = true;
-                }
+                Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     st.broken = true;
@@ -129,11 +127,11 @@ impl Outbox {
                 }
             }
         }
-        if rest.is_empty() {
+        if off == frame.len() {
             return Ok(Sent::Written);
         }
-        st.front_started = started;
-        st.queue.push_back(rest);
+        st.front_started = off > 0;
+        st.queue.push_back(frame.slice(off..));
         drop(st);
         self.queued.notify_one();
         Ok(Sent::Queued)
@@ -155,7 +153,7 @@ impl Outbox {
         if st.queue.is_empty() {
             drop(st);
             // An empty queue cannot be full.
-            let _ = self.send(frame);
+            let _ = self.send(&frame);
             return;
         }
         st.queue.push_back(frame);
@@ -247,7 +245,7 @@ impl<R: Unpin> AsyncWrite for ReadSide<R> {
         _: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let _ = self.out.send(Bytes::copy_from_slice(data));
+        let _ = self.out.send(&Bytes::copy_from_slice(data));
         Poll::Ready(Ok(data.len()))
     }
 
@@ -298,11 +296,11 @@ mod tests {
     #[test]
     fn writes_directly_then_queues_then_finishes_frames_in_order() {
         let (o, b) = outbox(5, 2);
-        assert_eq!(o.send(Bytes::from_static(b"abc")), Ok(Sent::Written));
-        assert_eq!(o.send(Bytes::from_static(b"defg")), Ok(Sent::Queued)); // 2 bytes go
-        assert_eq!(o.send(Bytes::from_static(b"hi")), Ok(Sent::Queued)); // behind it
+        assert_eq!(o.send(&Bytes::from_static(b"abc")), Ok(Sent::Written));
+        assert_eq!(o.send(&Bytes::from_static(b"defg")), Ok(Sent::Queued)); // 2 bytes go
+        assert_eq!(o.send(&Bytes::from_static(b"hi")), Ok(Sent::Queued)); // behind it
         assert_eq!(
-            o.send(Bytes::from_static(b"x")),
+            o.send(&Bytes::from_static(b"x")),
             Err(Full),
             "queue of 2 is full"
         );
@@ -315,10 +313,10 @@ mod tests {
     #[test]
     fn replies_are_never_refused_and_full_is_reported() {
         let (o, b) = outbox(1, 2);
-        o.send(Bytes::from_static(b"ab")).unwrap(); // "a" written, "b" queued
-        o.send(Bytes::from_static(b"cd")).unwrap(); // queued: 2 frames, full
+        o.send(&Bytes::from_static(b"ab")).unwrap(); // "a" written, "b" queued
+        o.send(&Bytes::from_static(b"cd")).unwrap(); // queued: 2 frames, full
         assert!(o.is_full());
-        assert_eq!(o.send(Bytes::from_static(b"x")), Err(Full));
+        assert_eq!(o.send(&Bytes::from_static(b"x")), Err(Full));
         o.send_reply(Bytes::from_static(b"R")); // a reply still goes in, behind the rest
         b.budget.store(100, Ordering::SeqCst);
         assert!(matches!(o.drain(), Drain::Done));
@@ -329,8 +327,8 @@ mod tests {
     #[test]
     fn closing_keeps_only_a_started_frame() {
         let (o, b) = outbox(2, 8);
-        o.send(Bytes::from_static(b"1234")).unwrap(); // "12" written, "34" queued, started
-        o.send(Bytes::from_static(b"5678")).unwrap(); // queued, not started
+        o.send(&Bytes::from_static(b"1234")).unwrap(); // "12" written, "34" queued, started
+        o.send(&Bytes::from_static(b"5678")).unwrap(); // queued, not started
         o.finish_with(Bytes::from_static(b"C"));
         b.budget.store(100, Ordering::SeqCst);
         assert!(matches!(o.drain(), Drain::Done));

@@ -110,7 +110,7 @@ async fn refuse<R: AsyncRead + Unpin>(mut read: R, out: Arc<Outbox>, state: &App
         .connections_closed
         .get_or_create(&[("reason", "unauthorized")])
         .inc();
-    let _ = out.send(frame::close(close::POLICY, "unauthorized"));
+    let _ = out.send(&frame::close(close::POLICY, "unauthorized"));
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
         flush(&out).await;
         // Let the client's close reply arrive before the socket goes.
@@ -196,7 +196,7 @@ impl Session<'_> {
                         break false;
                     }
                     if now >= next_ping {
-                        if self.out.send(frame::ping()).is_err() {
+                        if self.out.send(&frame::ping()).is_err() {
                             self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
                             break false;
                         }
