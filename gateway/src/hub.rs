@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Notify};
@@ -167,6 +168,7 @@ enum ShardMsg {
 struct Delivery {
     channel: Channel,
     frames: Arc<Frames>,
+    handed_off: Instant,
 }
 
 /// Fleet-wide channel refcount on this node: how many shards index each channel.
@@ -441,7 +443,11 @@ impl Hub {
     /// Hands one batch to every shard; each delivers to its subscribers in parallel.
     /// Waits only if a shard is more than [`SHARD_QUEUE`] deliveries behind.
     pub async fn fanout(&self, channel: Channel, frames: Arc<Frames>) {
-        let d = Arc::new(Delivery { channel, frames });
+        let d = Arc::new(Delivery {
+            channel,
+            frames,
+            handed_off: Instant::now(),
+        });
         for shard in self.shared.shards.iter() {
             // A closed queue means the worker is gone (runtime shutting down).
             let _ = shard.deliveries.send(ShardMsg::Deliver(d.clone())).await;
@@ -525,6 +531,9 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
     metrics.frames_sent.inc_by(frames);
     metrics.bytes_sent.inc_by(bytes);
     metrics.frames_queued.inc_by(queued);
+    metrics
+        .fanout_duration
+        .observe(d.handed_off.elapsed().as_secs_f64());
 }
 
 #[cfg(test)]

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub publish_requests: Family<[(&'static str, String); 1], Counter>,
     /// Seconds spent encoding a batch and handing it to every shard.
     pub flush_duration: Histogram,
+    /// Seconds from a batch's hand-off to a shard until that shard has offered it to
+    /// every subscriber (queue wait + the shard's writes), one observation per shard.
+    pub fanout_duration: Histogram,
     /// 1 when the bus is connected.
     pub bus_up: Gauge,
     /// Reconnect attempts of the bus subscriber.
@@ -82,6 +85,7 @@ impl Metrics {
             command_errors: Family::default(),
             publish_requests: Family::default(),
             flush_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            fanout_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             bus_up: Gauge::default(),
             bus_reconnects: Counter::default(),
             bus_resyncs: Counter::default(),
@@ -166,6 +170,11 @@ impl Metrics {
             "flush_duration_seconds",
             "Time to encode a batch and hand it to all shards",
             m.flush_duration.clone(),
+        );
+        r.register(
+            "fanout_duration_seconds",
+            "Time from a batch's hand-off to a shard until the shard offered it to every subscriber",
+            m.fanout_duration.clone(),
         );
         r.register("bus_up", "1 when the bus is connected", m.bus_up.clone());
         r.register(
