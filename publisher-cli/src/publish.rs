@@ -8,6 +8,7 @@ use deadpool_redis::redis;
 use gateway::bus::redis::{publish_one, Keys};
 use gateway::wire::{validate_channel, BROADCAST};
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
@@ -94,6 +95,8 @@ enum Sink {
         host: String,
         path: String,
         key: Option<String>,
+        /// The HTTP/1.1 connection kept open between messages.
+        conn: Option<SendRequest<Full<Bytes>>>,
     },
 }
 
@@ -125,6 +128,7 @@ impl Sink {
             host: host.to_owned(),
             path,
             key: args.api_key.clone(),
+            conn: None,
         })
     }
 
@@ -133,26 +137,62 @@ impl Sink {
             Sink::Redis(conn, keys) => publish_one(conn, keys, channel, json.as_bytes())
                 .await
                 .context("Redis PUBLISH failed"),
-            Sink::Http { host, path, key } => {
+            Sink::Http {
+                host,
+                path,
+                key,
+                conn,
+            } => {
                 let body = if channel == BROADCAST {
                     format!(r#"{{"broadcast":true,"data":{json}}}"#)
                 } else {
                     format!(r#"{{"channel":"{channel}","data":{json}}}"#)
                 };
-                http_post(host, path, key.as_deref(), body).await
+                http_post(conn, host, path, key.as_deref(), body).await
             }
         }
     }
 }
 
-async fn http_post(host: &str, path: &str, key: Option<&str>, body: String) -> Result<()> {
+async fn connect(host: &str) -> Result<SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(host)
         .await
         .with_context(|| format!("cannot connect to {host}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .context("HTTP handshake failed")?;
     tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Sends `req` on a new connection, which is kept for the next message.
+async fn send_fresh(
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    host: &str,
+    req: http::Request<Full<Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>> {
+    *conn = None;
+    let mut sender = connect(host).await?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .context("HTTP request failed")?;
+    *conn = Some(sender);
+    Ok(resp)
+}
+
+/// Posts one message on the kept-open connection (opening it when there is none). A
+/// request that a closed connection hands back unsent (the gateway restarted or dropped
+/// an idle connection) goes out once more on a new connection; one that may have been
+/// sent is never repeated, so a message is published at most once.
+async fn http_post(
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    host: &str,
+    path: &str,
+    key: Option<&str>,
+    body: String,
+) -> Result<()> {
     let mut req = http::Request::post(path)
         .header(http::header::HOST, host)
         .header(http::header::CONTENT_TYPE, "application/json");
@@ -160,10 +200,23 @@ async fn http_post(host: &str, path: &str, key: Option<&str>, body: String) -> R
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {k}"));
     }
     let req = req.body(Full::new(Bytes::from(body)))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .context("HTTP request failed")?;
+    let reusable = match conn.as_mut() {
+        Some(sender) => sender.ready().await.is_ok(),
+        None => false,
+    };
+    let resp = match conn.as_mut() {
+        Some(sender) if reusable => match sender.try_send_request(req).await {
+            Ok(resp) => resp,
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => send_fresh(conn, host, unsent).await?,
+                None => {
+                    *conn = None;
+                    return Err(e.into_error()).context("HTTP request failed");
+                }
+            },
+        },
+        _ => send_fresh(conn, host, req).await?,
+    };
     let status = resp.status();
     let bytes = resp.into_body().collect().await?.to_bytes();
     if status.is_success() {
