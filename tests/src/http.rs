@@ -1,8 +1,9 @@
-//! A minimal HTTP/1.1 client over a real TCP socket (one request per connection).
+//! A minimal HTTP/1.1 client over a real TCP socket: one request per connection
+//! ([`request`]), or many on one kept-open connection ([`KeepAlive`]).
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// A response: status code and body text.
@@ -79,4 +80,74 @@ pub async fn post_json(addr: SocketAddr, path: &str, body: &str) -> Response {
     )
     .await
     .unwrap()
+}
+
+/// POSTs on one kept-open HTTP/1.1 connection, as a backend that publishes often would.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    pub fn new(addr: SocketAddr) -> Self {
+        KeepAlive { addr, conn: None }
+    }
+
+    /// POSTs a JSON body and returns the status (0 when the connection failed; the next
+    /// call opens a new one).
+    pub async fn post_json(&mut self, path: &str, body: &str) -> u16 {
+        match self.try_post(path, body).await {
+            Ok(status) => status,
+            Err(_) => {
+                self.conn = None;
+                0
+            }
+        }
+    }
+
+    async fn try_post(&mut self, path: &str, body: &str) -> std::io::Result<u16> {
+        if self.conn.is_none() {
+            let s = TcpStream::connect(self.addr).await?;
+            s.set_nodelay(true)?;
+            self.conn = Some(BufReader::new(s));
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(0);
+        };
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        conn.get_mut().write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        conn.read_line(&mut line).await?;
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or(std::io::ErrorKind::InvalidData)?;
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            if conn.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| std::io::ErrorKind::InvalidData)?;
+                }
+            }
+        }
+        let mut body = vec![0u8; len.min(1 << 20)];
+        conn.read_exact(&mut body).await?;
+        Ok(status)
+    }
 }

@@ -18,6 +18,60 @@ pub struct BareReport {
     pub cpu_us_per_write: f64,
 }
 
+/// Reads one HTTP upgrade request and answers 101 (blocking, 5 s at most).
+fn upgrade(s: &mut std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut req = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf)?;
+        if n == 0 || req.len() > 8192 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+        req.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&req);
+    let key = text
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_owned())
+        })
+        .ok_or(std::io::ErrorKind::InvalidData)?;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    write!(
+        s,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )?;
+    s.set_read_timeout(None)
+}
+
+/// A deep accept queue (std listens with a short one), and `accept` that gives up after
+/// 10 s without a new connection (`SO_RCVTIMEO` applies to `accept` on Linux).
+fn widen_backlog(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let fd = listener.as_raw_fd();
+    let timeout = libc::timeval {
+        tv_sec: 10,
+        tv_usec: 0,
+    };
+    // SAFETY: `fd` is a listening socket owned by `listener` for the whole call; listen
+    // on a listening socket only changes its backlog; setsockopt reads `timeout` by size.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::listen(fd, 4096);
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}
+
 /// This process's CPU time (user + system), seconds.
 pub fn self_cpu_s() -> f64 {
     let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -33,18 +87,29 @@ pub fn self_cpu_s() -> f64 {
 
 /// Listens, prints `listening <addr>`, accepts `sockets` connections, then writes a
 /// `frame_bytes` frame to every socket `rounds` times, `gap` apart, and prints the report.
-pub fn run(sockets: usize, frame_bytes: usize, rounds: u32, gap: Duration) {
+/// With `websocket`, every accepted socket first answers a WebSocket upgrade, so the
+/// readers can be the same WebSocket clients the gateway is measured with.
+pub fn run(sockets: usize, frame_bytes: usize, rounds: u32, gap: Duration, websocket: bool) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    widen_backlog(&listener);
     println!("listening {}", listener.local_addr().expect("addr"));
     let mut socks = Vec::with_capacity(sockets);
     while socks.len() < sockets {
         match listener.accept() {
-            Ok((s, _)) => {
+            Ok((mut s, _)) => {
                 let _ = s.set_nodelay(true);
+                if websocket {
+                    if let Err(e) = upgrade(&mut s) {
+                        eprintln!("bare: upgrade failed: {e}");
+                        continue;
+                    }
+                }
                 socks.push(s);
             }
             Err(e) => {
-                eprintln!("bare: accept failed: {e}");
+                // A connection lost to a full accept queue never arrives (the raw
+                // readers send nothing that would complete it): go on with the rest.
+                eprintln!("bare: accept stopped at {} of {sockets}: {e}", socks.len());
                 break;
             }
         }

@@ -24,7 +24,7 @@ use hist::Histogram;
 use worker::{now_us, WorkerReport};
 
 /// Most connections one worker process opens (one process may hold ~20,000 files).
-const PER_WORKER: usize = 15_000;
+const PER_WORKER: usize = 5_000;
 
 /// One benchmark scenario.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +60,9 @@ pub struct Outcome {
     pub frames_delivered: u64,
     pub gateway_frames_sent: f64,
     pub gateway_cpu_s: f64,
+    /// CPU seconds of the client worker processes over the same window (they share the
+    /// machine's cores with the gateway).
+    pub clients_cpu_s: f64,
     pub cpu_us_per_frame: f64,
     pub cpu_s_per_million_messages: f64,
     pub batches: f64,
@@ -70,9 +73,15 @@ pub struct Outcome {
     pub excess_p90_ms: f64,
     pub excess_p99_ms: f64,
     pub excess_max_ms: f64,
+    /// Gateway side: p99 of hand-off → a shard's last write, per shard and batch (upper
+    /// bound of its histogram bucket).
+    pub gateway_fanout_p99_ms: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    /// The baseline read by the same WebSocket clients as the gateway (the ratio's base).
     pub bare: Option<bare::BareReport>,
+    /// The same baseline read by plain TCP readers that discard what they read.
+    pub bare_raw: Option<bare::BareReport>,
     pub cpu_ratio_to_bare: Option<f64>,
     pub slow_consumer_closes: f64,
     /// Batch frames the socket did not take at once (the writer task finished them).
@@ -156,6 +165,10 @@ async fn spawn_worker(
 }
 
 impl WorkerProc {
+    fn cpu_s(&self) -> f64 {
+        self.child.id().map_or(0.0, |pid| proc_cpu_s(pid as i32))
+    }
+
     async fn ready(&mut self) -> (u64, u64, u64) {
         let line = tokio::time::timeout(Duration::from_secs(180), self.lines.next_line())
             .await
@@ -220,6 +233,55 @@ async fn sum_metric(gws: &[Gateway], name: &str, labels: &str) -> f64 {
     t
 }
 
+/// Cumulative `(upper bound, count)` buckets of a histogram, summed over the gateways.
+async fn buckets(gws: &[Gateway], name: &str) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for g in gws {
+        let text = crate::http::get(g.internal, "/metrics").await.body;
+        let prefix = format!("{name}_bucket{{le=\"");
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((le, count)) = rest.split_once("\"} ") else {
+                continue;
+            };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::INFINITY)
+            };
+            let count: f64 = count.trim().parse().unwrap_or(0.0);
+            match out.iter_mut().find(|(b, _)| *b == le) {
+                Some(e) => e.1 += count,
+                None => out.push((le, count)),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The upper bound of the bucket holding quantile `q` of the observations made between
+/// two bucket snapshots (the resolution of the histogram's buckets).
+fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, c)| {
+            let b = before.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1);
+            (*le, c - b)
+        })
+        .collect();
+    let total = delta.last().map_or(0.0, |x| x.1);
+    if total <= 0.0 {
+        return 0.0;
+    }
+    delta
+        .iter()
+        .find(|(_, c)| *c >= q * total)
+        .map_or(f64::INFINITY, |x| x.0)
+}
+
 async fn publisher(
     s: &Scenario,
     gws: &[Gateway],
@@ -236,6 +298,11 @@ async fn publisher(
         _ => None,
     };
     let keys = gateway::bus::redis::Keys::new("pushfleet");
+    // One kept-open connection per gateway, as a backend that publishes often would use.
+    let mut http: Vec<crate::http::KeepAlive> = gws
+        .iter()
+        .map(|g| crate::http::KeepAlive::new(g.internal))
+        .collect();
     let mut sent = 0;
     for i in 0..total {
         tick.tick().await;
@@ -251,10 +318,9 @@ async fn publisher(
                 }
             }
             None => {
-                let gw = &gws[i as usize % gws.len()];
+                let gw = i as usize % gws.len();
                 let body = format!(r#"{{"channel":"{ch}","data":{data}}}"#);
-                let r = crate::http::post_json(gw.internal, "/api/publish", &body).await;
-                if r.status == 202 {
+                if http[gw].post_json("/api/publish", &body).await == 202 {
                     sent += 1;
                 }
             }
@@ -325,15 +391,18 @@ pub async fn run(s: &Scenario) -> Outcome {
 
     if s.rate > 0 {
         let cpu0: f64 = gws.iter().map(|g| proc_cpu_s(g.pid())).sum();
+        let clients0: f64 = workers.iter().map(WorkerProc::cpu_s).sum();
         let frames0 = sum_metric(&gws, "pushfleet_frames_sent_total", "").await;
         let bytes0 = sum_metric(&gws, "pushfleet_bytes_sent_total", "").await;
         let ser0 = sum_metric(&gws, "pushfleet_serializations_total", "encoding=\"json\"").await;
         let batches0 = batches(&gws).await;
         let queued0 = sum_metric(&gws, "pushfleet_frames_queued_total", "").await;
+        let fanout0 = buckets(&gws, "pushfleet_fanout_duration_seconds").await;
         out.published = publisher(s, &gws, redis.as_ref(), &channels).await;
         // Measurement pacing: let the last window flush and the clients read it.
         tokio::time::sleep(Duration::from_millis(s.window_ms + 1500)).await;
         out.gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
+        out.clients_cpu_s = workers.iter().map(WorkerProc::cpu_s).sum::<f64>() - clients0;
         out.gateway_frames_sent =
             sum_metric(&gws, "pushfleet_frames_sent_total", "").await - frames0;
         let bytes = sum_metric(&gws, "pushfleet_bytes_sent_total", "").await - bytes0;
@@ -344,6 +413,8 @@ pub async fn run(s: &Scenario) -> Outcome {
         out.avg_frame_bytes = bytes / out.gateway_frames_sent.max(1.0);
         out.cpu_us_per_frame = out.gateway_cpu_s * 1e6 / out.gateway_frames_sent.max(1.0);
         out.frames_queued = sum_metric(&gws, "pushfleet_frames_queued_total", "").await - queued0;
+        let fanout = buckets(&gws, "pushfleet_fanout_duration_seconds").await;
+        out.gateway_fanout_p99_ms = bucket_quantile(&fanout0, &fanout, 0.99) * 1000.0;
         out.slow_consumer_closes = sum_metric(
             &gws,
             "pushfleet_connections_closed_total",
@@ -383,7 +454,10 @@ pub async fn run(s: &Scenario) -> Outcome {
         let rounds = (out.gateway_frames_sent / connected.max(1) as f64)
             .round()
             .max(1.0) as u32;
-        let b = baseline(connected as usize, out.avg_frame_bytes as usize, rounds).await;
+        let window = Duration::from_millis(s.window_ms.max(100));
+        let frame = out.avg_frame_bytes as usize;
+        out.bare_raw = Some(baseline(connected as usize, frame, rounds, window, false).await);
+        let b = baseline(connected as usize, frame, rounds, window, true).await;
         out.cpu_ratio_to_bare = Some(out.cpu_us_per_frame / b.cpu_us_per_write.max(1e-9));
         out.bare = Some(b);
     }
@@ -403,13 +477,26 @@ async fn batches(gws: &[Gateway]) -> f64 {
     t
 }
 
-/// The bare-write baseline: `sockets` plain TCP sockets, `rounds` writes of `frame_bytes`.
-pub async fn baseline(sockets: usize, frame_bytes: usize, rounds: u32) -> bare::BareReport {
-    let mut server = Command::new(bin_dir().join("bench"))
-        .arg("bare")
+/// The bare-write baseline: `sockets` sockets, `rounds` writes of `frame_bytes`, `gap`
+/// apart (the scenario's merge window), read by the scenario's WebSocket clients
+/// (`websocket`) or by plain TCP readers.
+pub async fn baseline(
+    sockets: usize,
+    frame_bytes: usize,
+    rounds: u32,
+    gap: Duration,
+    websocket: bool,
+) -> bare::BareReport {
+    let mut cmd = Command::new(bin_dir().join("bench"));
+    cmd.arg("bare")
         .args(["--sockets", &sockets.to_string()])
         .args(["--frame-bytes", &frame_bytes.saturating_sub(10).to_string()])
         .args(["--rounds", &rounds.to_string()])
+        .args(["--gap-ms", &gap.as_millis().to_string()]);
+    if websocket {
+        cmd.arg("--websocket");
+    }
+    let mut server = cmd
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -425,7 +512,7 @@ pub async fn baseline(sockets: usize, frame_bytes: usize, rounds: u32) -> bare::
     let mut k = 100;
     while left > 0 {
         let n = left.min(PER_WORKER);
-        let mut w = spawn_worker(addr, source(k), n, &["x".into()], 0, true).await;
+        let mut w = spawn_worker(addr, source(k), n, &["x".into()], 0, !websocket).await;
         w.ready().await;
         readers.push(w);
         k += 1;

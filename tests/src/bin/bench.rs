@@ -58,6 +58,9 @@ enum Cmd {
         rounds: u32,
         #[arg(long, default_value_t = 100)]
         gap_ms: u64,
+        /// Answer a WebSocket upgrade on every socket before writing.
+        #[arg(long)]
+        websocket: bool,
     },
 }
 
@@ -69,7 +72,14 @@ fn main() {
             frame_bytes,
             rounds,
             gap_ms,
-        } => bench::bare::run(sockets, frame_bytes, rounds, Duration::from_millis(gap_ms)),
+            websocket,
+        } => bench::bare::run(
+            sockets,
+            frame_bytes,
+            rounds,
+            Duration::from_millis(gap_ms),
+            websocket,
+        ),
         Cmd::Worker {
             target,
             source,
@@ -176,14 +186,16 @@ fn name(r: &Outcome) -> String {
 
 fn summary_line(r: &Outcome) -> String {
     format!(
-        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, excess p99 {:.1} ms, {} of {} messages, {:.2} serializations/batch",
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, clients CPU {:.2} s, excess p99 {:.1} ms (gateway fan-out p99 ≤ {:.1} ms), {} of {} messages, {:.2} serializations/batch",
         name(r),
         r.connected,
         r.connect_s,
         r.rss_idle_kib_per_conn,
         r.cpu_us_per_frame,
         r.cpu_ratio_to_bare.map(|x| format!(" ({x:.2}× bare)")).unwrap_or_default(),
+        r.clients_cpu_s,
         r.excess_p99_ms,
+        r.gateway_fanout_p99_ms,
         r.messages_delivered,
         r.messages_expected,
         r.serializations_per_batch
@@ -195,8 +207,8 @@ fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
         "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `make bench` (`bench run --size {size}`, release build). Machine: {}.\n\n",
         machine()
     );
-    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | bare µs/write | ratio | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes |\n");
-    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes |\n");
+    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in results {
         let bare = r
             .bare
@@ -205,8 +217,12 @@ fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
         let ratio = r
             .cpu_ratio_to_bare
             .map_or("–".into(), |x| format!("{x:.2}"));
+        let bare_raw = r
+            .bare_raw
+            .as_ref()
+            .map_or("–".into(), |b| format!("{:.2}", b.cpu_us_per_write));
         s.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} |\n",
+            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} |\n",
             name(r),
             r.connected,
             r.connect_s,
@@ -217,6 +233,7 @@ fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
             r.cpu_us_per_frame,
             bare,
             ratio,
+            bare_raw,
             r.serializations_per_batch,
             r.excess_p50_ms,
             r.excess_p99_ms,
