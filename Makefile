@@ -3,7 +3,7 @@ CARGO ?= cargo
 # nextest when installed, plain cargo test otherwise.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: run fleet test js-test k8s-check fuzz bench bench-quick lint build fmt clean
+.PHONY: run fleet test js-test k8s-check fuzz bench bench-quick bench-peers lint build fmt clean
 
 ## run: build and start one gateway on the embedded bus (Ctrl-C stops it).
 run:
@@ -36,17 +36,23 @@ k8s-check:
 	python3 scripts/dockerfile_check.py
 	./scripts/k8s-check.sh
 
-## bench: the standard scenarios (15k connections; several minutes) and the criterion
-## micro-benchmarks; writes bench/results/<timestamp>-full.{json,md} and SVG plots.
-bench:
+## bench: the standard scenarios (15k connections; several minutes), the same load on
+## Socket.IO + Redis adapter and a plain Node ws broadcaster (bench/node, installed with
+## npm ci), and the criterion micro-benchmarks; writes
+## bench/results/<timestamp>-full.{json,md} and SVG plots.
+bench: bench-peers
 	$(CARGO) build --release --workspace --bins
 	./target/release/bench run --size full --out bench/results
 	$(CARGO) bench -p gateway --bench hot_path -- --warm-up-time 1 --measurement-time 3
 
 ## bench-quick: small versions of the scenarios, about a minute.
-bench-quick:
+bench-quick: bench-peers
 	$(CARGO) build --release --workspace --bins
 	./target/release/bench run --size quick --out bench/results
+
+# The peers' Node dependencies, pinned by bench/node/package-lock.json.
+bench-peers:
+	test -d bench/node/node_modules || npm ci --prefix bench/node --no-audit --no-fund
 
 ## fuzz: a long property-based fuzzing run of every untrusted-input decoder.
 fuzz:

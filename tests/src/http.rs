@@ -128,6 +128,7 @@ impl KeepAlive {
             .and_then(|s| s.parse().ok())
             .ok_or(std::io::ErrorKind::InvalidData)?;
         let mut len = 0usize;
+        let mut chunked = false;
         loop {
             line.clear();
             if conn.read_line(&mut line).await? == 0 {
@@ -144,10 +145,33 @@ impl KeepAlive {
                         .parse()
                         .map_err(|_| std::io::ErrorKind::InvalidData)?;
                 }
+                if k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked") {
+                    chunked = true;
+                }
             }
         }
-        let mut body = vec![0u8; len.min(1 << 20)];
-        conn.read_exact(&mut body).await?;
-        Ok(status)
+        if !chunked {
+            let mut body = vec![0u8; len.min(1 << 20)];
+            conn.read_exact(&mut body).await?;
+            return Ok(status);
+        }
+        // Chunked body: size lines in hex, each chunk followed by CRLF, ended by size 0
+        // and (optional trailers and) an empty line.
+        loop {
+            line.clear();
+            conn.read_line(&mut line).await?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| std::io::ErrorKind::InvalidData)?;
+            if size == 0 {
+                loop {
+                    line.clear();
+                    if conn.read_line(&mut line).await? == 0 || line.trim_end().is_empty() {
+                        return Ok(status);
+                    }
+                }
+            }
+            let mut chunk = vec![0u8; size.min(1 << 20) + 2];
+            conn.read_exact(&mut chunk).await?;
+        }
     }
 }

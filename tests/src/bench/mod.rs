@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -42,6 +43,12 @@ pub struct Scenario {
     pub payload: usize,
     /// Also measure the bare-write baseline with the same frame and socket count.
     pub baseline: bool,
+    /// The server under load: Pushfleet, or a peer it is compared with.
+    #[serde(default)]
+    pub server: worker::Protocol,
+    /// Pushfleet on the Redis bus even with one gateway and HTTP publishing.
+    #[serde(default)]
+    pub redis_bus: bool,
 }
 
 /// What a scenario measured.
@@ -60,6 +67,8 @@ pub struct Outcome {
     pub frames_delivered: u64,
     pub gateway_frames_sent: f64,
     pub gateway_cpu_s: f64,
+    /// Messages delivered per CPU-second of the server (gateway or peer) process.
+    pub messages_per_cpu_s: f64,
     /// CPU seconds of the client worker processes over the same window (they share the
     /// machine's cores with the gateway).
     pub clients_cpu_s: f64,
@@ -135,7 +144,7 @@ async fn spawn_worker(
     conns: usize,
     channels: &[String],
     window_ms: u64,
-    raw: bool,
+    client: Option<worker::Protocol>,
 ) -> WorkerProc {
     let mut cmd = Command::new(bin_dir().join("bench"));
     cmd.arg("worker")
@@ -145,8 +154,17 @@ async fn spawn_worker(
         .args(["--channels", &channels.join(",")])
         .args(["--window-ms", &window_ms.to_string()])
         .args(["--connect-rate", "20000"]);
-    if raw {
-        cmd.arg("--raw-tcp");
+    match client {
+        None => {
+            cmd.arg("--raw-tcp");
+        }
+        Some(p) => {
+            let name = p
+                .to_possible_value()
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default();
+            cmd.args(["--protocol", &name]);
+        }
     }
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -282,9 +300,11 @@ fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
         .map_or(f64::INFINITY, |x| x.0)
 }
 
+/// Publishes the scenario's messages, each carrying its publish time: straight to Redis
+/// (`via_redis`) or with `POST` to `targets` in turn (address, path).
 async fn publisher(
     s: &Scenario,
-    gws: &[Gateway],
+    targets: &[(SocketAddr, &str)],
     redis: Option<&Redis>,
     channels: &[String],
 ) -> u64 {
@@ -299,9 +319,9 @@ async fn publisher(
     };
     let keys = gateway::bus::redis::Keys::new("pushfleet");
     // One kept-open connection per gateway, as a backend that publishes often would use.
-    let mut http: Vec<crate::http::KeepAlive> = gws
+    let mut http: Vec<crate::http::KeepAlive> = targets
         .iter()
-        .map(|g| crate::http::KeepAlive::new(g.internal))
+        .map(|(addr, _)| crate::http::KeepAlive::new(*addr))
         .collect();
     let mut sent = 0;
     for i in 0..total {
@@ -318,9 +338,9 @@ async fn publisher(
                 }
             }
             None => {
-                let gw = i as usize % gws.len();
+                let t = i as usize % targets.len();
                 let body = format!(r#"{{"channel":"{ch}","data":{data}}}"#);
-                if http[gw].post_json("/api/publish", &body).await == 202 {
+                if http[t].post_json(targets[t].1, &body).await == 202 {
                     sent += 1;
                 }
             }
@@ -335,7 +355,10 @@ pub async fn run(s: &Scenario) -> Outcome {
         "bench: {} ({} conns, {} gateway(s))",
         s.name, s.conns, s.gateways
     );
-    let redis = if s.via_redis || s.gateways > 1 {
+    if s.server != worker::Protocol::Pushfleet {
+        return run_peer(s).await;
+    }
+    let redis = if s.via_redis || s.gateways > 1 || s.redis_bus {
         Some(Redis::start().await)
     } else {
         None
@@ -354,8 +377,17 @@ pub async fn run(s: &Scenario) -> Outcome {
         let mut left = per_gw;
         while left > 0 {
             let n = left.min(PER_WORKER);
-            workers
-                .push(spawn_worker(gw.public, source(k), n, &channels, s.window_ms, false).await);
+            workers.push(
+                spawn_worker(
+                    gw.public,
+                    source(k),
+                    n,
+                    &channels,
+                    s.window_ms,
+                    Some(s.server),
+                )
+                .await,
+            );
             k += 1;
             left -= n;
         }
@@ -398,7 +430,9 @@ pub async fn run(s: &Scenario) -> Outcome {
         let batches0 = batches(&gws).await;
         let queued0 = sum_metric(&gws, "pushfleet_frames_queued_total", "").await;
         let fanout0 = buckets(&gws, "pushfleet_fanout_duration_seconds").await;
-        out.published = publisher(s, &gws, redis.as_ref(), &channels).await;
+        let targets: Vec<(SocketAddr, &str)> =
+            gws.iter().map(|g| (g.internal, "/api/publish")).collect();
+        out.published = publisher(s, &targets, redis.as_ref(), &channels).await;
         // Measurement pacing: let the last window flush and the clients read it.
         tokio::time::sleep(Duration::from_millis(s.window_ms + 1500)).await;
         out.gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
@@ -436,6 +470,7 @@ pub async fn run(s: &Scenario) -> Outcome {
     out.messages_expected = (out.published as f64 * per_channel).round() as u64;
     out.cpu_s_per_million_messages =
         out.gateway_cpu_s * 1e6 / (out.messages_delivered.max(1) as f64);
+    out.messages_per_cpu_s = out.messages_delivered as f64 / out.gateway_cpu_s.max(1e-9);
     let ms = |us: u64| us as f64 / 1000.0;
     out.excess_p50_ms = ms(excess.quantile(0.50));
     out.excess_p90_ms = ms(excess.quantile(0.90));
@@ -477,6 +512,134 @@ async fn batches(gws: &[Gateway]) -> f64 {
     t
 }
 
+/// `VmRSS` of a process, KiB.
+fn proc_rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Where the peers' Node programs live (`bench/node`, dependencies from `npm ci`).
+fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/node")
+}
+
+/// A peer scenario: the same load as Pushfleet's comparison scenario, on Socket.IO with
+/// its Redis adapter or on a plain Node `ws` broadcaster. Every message is its own frame
+/// there (neither merges), so the figure compared is messages delivered per CPU-second of
+/// the server process, over the publish phase and the time it takes to deliver the rest.
+async fn run_peer(s: &Scenario) -> Outcome {
+    let script = match s.server {
+        worker::Protocol::Socketio => "socketio-server.js",
+        _ => "ws-server.js",
+    };
+    let dir = node_dir();
+    assert!(
+        dir.join("node_modules").is_dir(),
+        "{}/node_modules is missing: run `npm ci --prefix bench/node` (make bench does)",
+        dir.display()
+    );
+    let redis = if s.server == worker::Protocol::Socketio {
+        Some(Redis::start().await)
+    } else {
+        None
+    };
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join(script)).env("PORT", "0");
+    if let Some(r) = &redis {
+        cmd.env("REDIS_URL", r.url());
+    }
+    let mut server = cmd
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn node (Node.js 20 is needed for the peer scenarios)");
+    let pid = server.id().expect("node pid") as i32;
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .ok()
+        .and_then(|l| l.ok().flatten())
+        .unwrap_or_default();
+    let port: u16 = first
+        .strip_prefix("listening ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{script} did not start: {first:?}"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let channels: Vec<String> = (0..s.channels.max(1))
+        .map(|i| format!("bench{i}"))
+        .collect();
+    let rss_before = proc_rss_kib(pid);
+    let mut workers = Vec::new();
+    let mut left = s.conns;
+    let mut k = 0;
+    while left > 0 {
+        let n = left.min(PER_WORKER);
+        workers.push(spawn_worker(addr, source(k), n, &channels, 0, Some(s.server)).await);
+        k += 1;
+        left -= n;
+    }
+    let t0 = Instant::now();
+    let (mut connected, mut failed) = (0, 0);
+    for w in workers.iter_mut() {
+        let (c, f, _) = w.ready().await;
+        connected += c;
+        failed += f;
+    }
+    let connect_s = t0.elapsed().as_secs_f64();
+    // Measurement pacing, not synchronisation: let allocations settle before reading RSS.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = proc_rss_kib(pid);
+    let mut out = Outcome {
+        scenario: Some(s.clone()),
+        connected,
+        connect_failed: failed,
+        connect_s,
+        rss_before_kib: rss_before,
+        rss_after_kib: rss_after,
+        rss_idle_kib_per_conn: rss_after.saturating_sub(rss_before) as f64
+            / connected.max(1) as f64,
+        ..Outcome::default()
+    };
+    let cpu0 = proc_cpu_s(pid);
+    let clients0: f64 = workers.iter().map(WorkerProc::cpu_s).sum();
+    out.published = publisher(s, &[(addr, "/publish")], None, &channels).await;
+    // Measurement pacing: a peer that fell behind gets the same 3 s to catch up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    out.gateway_cpu_s = proc_cpu_s(pid) - cpu0;
+    out.clients_cpu_s = workers.iter().map(WorkerProc::cpu_s).sum::<f64>() - clients0;
+    let mut latency = hist::Histogram::default();
+    let mut excess = hist::Histogram::default();
+    for w in workers {
+        let r = w.report().await;
+        out.messages_delivered += r.messages;
+        out.frames_delivered += r.frames;
+        excess.merge(&r.batch_excess);
+        latency.merge(&r.message_latency);
+    }
+    let per_channel = connected as f64 / channels.len() as f64;
+    out.messages_expected = (out.published as f64 * per_channel).round() as u64;
+    out.gateway_frames_sent = out.frames_delivered as f64;
+    out.cpu_us_per_frame = out.gateway_cpu_s * 1e6 / out.gateway_frames_sent.max(1.0);
+    out.cpu_s_per_million_messages =
+        out.gateway_cpu_s * 1e6 / (out.messages_delivered.max(1) as f64);
+    out.messages_per_cpu_s = out.messages_delivered as f64 / out.gateway_cpu_s.max(1e-9);
+    let ms = |us: u64| us as f64 / 1000.0;
+    out.excess_p50_ms = ms(excess.quantile(0.50));
+    out.excess_p90_ms = ms(excess.quantile(0.90));
+    out.excess_p99_ms = ms(excess.quantile(0.99));
+    out.excess_max_ms = ms(excess.max_us);
+    out.latency_p50_ms = ms(latency.quantile(0.50));
+    out.latency_p99_ms = ms(latency.quantile(0.99));
+    out.message_latency = latency;
+    let _ = server.kill().await;
+    out
+}
+
 /// The bare-write baseline: `sockets` sockets, `rounds` writes of `frame_bytes`, `gap`
 /// apart (the scenario's merge window), read by the scenario's WebSocket clients
 /// (`websocket`) or by plain TCP readers.
@@ -512,7 +675,8 @@ pub async fn baseline(
     let mut k = 100;
     while left > 0 {
         let n = left.min(PER_WORKER);
-        let mut w = spawn_worker(addr, source(k), n, &["x".into()], 0, !websocket).await;
+        let client = websocket.then_some(worker::Protocol::Pushfleet);
+        let mut w = spawn_worker(addr, source(k), n, &["x".into()], 0, client).await;
         w.ready().await;
         readers.push(w);
         k += 1;
@@ -551,6 +715,38 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         via_redis,
         payload: 64,
         baseline,
+        server: worker::Protocol::Pushfleet,
+        redis_bus: false,
+    };
+    // The same load on Pushfleet (Redis bus, HTTP publish) and on its peers.
+    let compare = |conns: usize, rate: u32, duration_s: u64| {
+        let pf = Scenario {
+            redis_bus: true,
+            ..sc(
+                "compare-pushfleet",
+                1,
+                conns,
+                1,
+                rate,
+                duration_s,
+                1000,
+                false,
+                false,
+            )
+        };
+        let sio = Scenario {
+            name: "compare-socketio".into(),
+            server: worker::Protocol::Socketio,
+            window_ms: 0,
+            ..pf.clone()
+        };
+        let ws = Scenario {
+            name: "compare-nodews".into(),
+            server: worker::Protocol::Plain,
+            window_ms: 0,
+            ..pf.clone()
+        };
+        [pf, sio, ws]
     };
     match size {
         "tiny" => vec![
@@ -562,7 +758,10 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
             sc("fanout-3k", 1, 3_000, 1, 100, 5, 1000, false, true),
             sc("latency-500", 1, 500, 1, 100, 5, 0, false, false),
             sc("fleet-3x1k", 3, 3_000, 1, 100, 5, 1000, true, false),
-        ],
+        ]
+        .into_iter()
+        .chain(compare(500, 100, 5))
+        .collect(),
         _ => vec![
             sc("idle-15k", 1, 15_000, 1, 0, 0, 1000, false, false),
             sc("fanout-15k", 1, 15_000, 1, 100, 10, 1000, false, true),
@@ -579,6 +778,9 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
                 false,
                 false,
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(compare(1_000, 100, 10))
+        .collect(),
     }
 }

@@ -43,6 +43,33 @@ pub struct WorkerArgs {
     pub window_us: u64,
     /// Plain TCP sockets that only read and discard (for the bare-write baseline).
     pub raw_tcp: bool,
+    /// Which server the WebSocket clients speak to.
+    pub protocol: Protocol,
+}
+
+/// The servers a worker can load: Pushfleet, and the peers it is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// `GET /ws?channels=<ch>`; every text frame is a batch.
+    #[default]
+    Pushfleet,
+    /// Socket.IO 4 (Engine.IO 4 over WebSocket): `GET /socket.io/?EIO=4&transport=websocket&channel=<ch>`;
+    /// the client answers the open packet with a namespace connect (`40`) and pings
+    /// (`2`) with pongs (`3`); events arrive as `42["message",<data>]`.
+    Socketio,
+    /// A plain broadcaster: `GET /?channel=<ch>`; every text frame is one message.
+    Plain,
+}
+
+impl Protocol {
+    fn path(self, ch: &str) -> String {
+        match self {
+            Protocol::Pushfleet => format!("/ws?channels={ch}"),
+            Protocol::Socketio => format!("/socket.io/?EIO=4&transport=websocket&channel={ch}"),
+            Protocol::Plain => format!("/?channel={ch}"),
+        }
+    }
 }
 
 pub fn now_us() -> u64 {
@@ -96,6 +123,24 @@ fn count_messages(text: &[u8]) -> u64 {
     memchr::memmem::find_iter(text, b"\"seq\":").count() as u64
 }
 
+/// Puts this process under `SCHED_BATCH`: the kernel then never lets it preempt a running
+/// task when a frame wakes it. Clients of a real gateway run on other machines; here they
+/// share two cores with the gateway (and with the baseline server), and without this
+/// every frame written to a sleeping client could switch the writer out in the middle of
+/// its fan-out. They still get their fair share of the CPU.
+fn batch_scheduling() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `param` and changes only this process's policy.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if rc != 0 {
+        eprintln!(
+            "bench worker: SCHED_BATCH not set: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Largest frame a worker accepts (batches are far smaller).
 const MAX_FRAME: usize = 4 << 20;
 
@@ -107,7 +152,8 @@ async fn handshake(
     ch: &str,
 ) -> Option<Vec<u8>> {
     let req = format!(
-        "GET /ws?channels={ch} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        args.protocol.path(ch),
         args.target
     );
     stream.write_all(req.as_bytes()).await.ok()?;
@@ -169,8 +215,13 @@ async fn run_ws(
         shared.settled.notify_one();
         return;
     };
-    shared.upgraded.fetch_add(1, Ordering::Relaxed);
-    shared.settled.notify_one();
+    // A Socket.IO client is ready once its namespace connect is acknowledged (the server
+    // has joined it to its room by then).
+    let socketio = args.protocol == Protocol::Socketio;
+    if !socketio {
+        shared.upgraded.fetch_add(1, Ordering::Relaxed);
+        shared.settled.notify_one();
+    }
     // `buf[..filled]` holds unparsed bytes; `message` collects fragments.
     let mut filled = buf.len();
     let mut message: Vec<u8> = Vec::new();
@@ -208,6 +259,25 @@ async fn run_ws(
                         message.clear();
                     }
                 }
+                0x1 if socketio => {
+                    let reply: &[u8] = match payload {
+                        [b'0', b'{', ..] => b"40",
+                        b"2" => b"3",
+                        [b'4', b'0', ..] => {
+                            shared.upgraded.fetch_add(1, Ordering::Relaxed);
+                            shared.settled.notify_one();
+                            b""
+                        }
+                        [b'4', b'2', ..] => {
+                            record(payload, &args, sampled, &shared);
+                            b""
+                        }
+                        _ => b"",
+                    };
+                    if !reply.is_empty() && stream.write_all(&client_text(reply)).await.is_err() {
+                        break;
+                    }
+                }
                 0x1 | 0x2 => record(payload, &args, sampled, &shared),
                 _ => {}
             }
@@ -229,6 +299,13 @@ async fn run_ws(
         }
     }
     shared.closed.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A short client text frame, masked with a zero key.
+fn client_text(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x81, 0x80 | payload.len().min(125) as u8, 0, 0, 0, 0];
+    f.extend_from_slice(&payload[..payload.len().min(125)]);
+    f
 }
 
 /// Counts one batch frame and records its latencies.
@@ -277,6 +354,7 @@ async fn run_raw(mut stream: tokio::net::TcpStream, shared: Arc<Shared>) {
 
 /// Runs the worker until the orchestrator asks for the report.
 pub async fn run(args: WorkerArgs) {
+    batch_scheduling();
     let args = Arc::new(args);
     let shared = Arc::new(Shared::default());
     let started = Instant::now();

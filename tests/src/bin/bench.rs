@@ -47,6 +47,8 @@ enum Cmd {
         connect_rate: u32,
         #[arg(long)]
         raw_tcp: bool,
+        #[arg(long, value_enum, default_value_t)]
+        protocol: bench::worker::Protocol,
     },
     /// The bare-write baseline server.
     Bare {
@@ -88,6 +90,7 @@ fn main() {
             window_ms,
             connect_rate,
             raw_tcp,
+            protocol,
         } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -101,6 +104,7 @@ fn main() {
                 connect_rate,
                 window_us: window_ms * 1000,
                 raw_tcp,
+                protocol,
             }));
         }
         Cmd::Run { size, out, only } => {
@@ -202,6 +206,37 @@ fn summary_line(r: &Outcome) -> String {
     )
 }
 
+/// The `compare-*` scenarios side by side: the same load on Pushfleet and its peers.
+fn comparison(results: &[Outcome]) -> String {
+    let rows: Vec<&Outcome> = results
+        .iter()
+        .filter(|r| name(r).starts_with("compare-"))
+        .collect();
+    let Some(pf) = rows.iter().find(|r| name(r) == "compare-pushfleet") else {
+        return String::new();
+    };
+    let mut s = String::from(
+        "\n## Same load, Pushfleet and its peers\n\nOne channel, every connection subscribed, messages published over HTTP at the same rate to each server (Pushfleet: Redis bus, 1 s window; Socket.IO 4 + Redis adapter and a plain Node `ws` broadcaster: one frame per message). Server CPU from /proc over the publish phase plus a 3 s catch-up.\n\n| server | conns | msgs delivered / expected | server CPU s | msgs per CPU-s | Pushfleet's advantage | RSS KiB/conn | latency p50 / p99 ms | clients CPU s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in &rows {
+        s.push_str(&format!(
+            "| {} | {} | {} / {} | {:.2} | {:.0} | {:.1} × | {:.1} | {:.1} / {:.1} | {:.2} |\n",
+            name(r).trim_start_matches("compare-"),
+            r.connected,
+            r.messages_delivered,
+            r.messages_expected,
+            r.gateway_cpu_s,
+            r.messages_per_cpu_s,
+            pf.messages_per_cpu_s / r.messages_per_cpu_s.max(1e-9),
+            r.rss_idle_kib_per_conn,
+            r.latency_p50_ms,
+            r.latency_p99_ms,
+            r.clients_cpu_s,
+        ));
+    }
+    s
+}
+
 fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
     let mut s = format!(
         "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `make bench` (`bench run --size {size}`, release build). Machine: {}.\n\n",
@@ -244,6 +279,7 @@ fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
         ));
     }
     s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. CPU from /proc (utime+stime) of the gateway process(es) during the publish phase, divided by `pushfleet_frames_sent_total`.\n");
+    s.push_str(&comparison(results));
     s
 }
 
