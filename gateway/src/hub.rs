@@ -140,17 +140,24 @@ pub struct TooManySubscriptions {
     pub max: usize,
 }
 
-struct ConnEntry {
+/// What the fan-out needs of a subscriber, kept in the channel index itself so that a
+/// delivery walks one table and touches nothing else before the write.
+#[derive(Clone)]
+struct Sub {
     out: Arc<Outbox>,
     encoding: Encoding,
     control: Arc<ConnControl>,
+}
+
+struct ConnEntry {
+    sub: Sub,
     channels: HashSet<Channel>,
 }
 
 #[derive(Default)]
 struct ShardState {
     conns: HashMap<u64, ConnEntry>,
-    index: HashMap<Channel, HashSet<u64>>,
+    index: HashMap<Channel, HashMap<u64, Sub>>,
 }
 
 struct Shard {
@@ -289,9 +296,11 @@ impl Hub {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let control = Arc::new(ConnControl::default());
         let entry = ConnEntry {
-            out,
-            encoding,
-            control: control.clone(),
+            sub: Sub {
+                out,
+                encoding,
+                control: control.clone(),
+            },
             channels: HashSet::new(),
         };
         lock(&self.shard(id).state).conns.insert(id, entry);
@@ -310,7 +319,7 @@ impl Hub {
         };
         let channels: Vec<Channel> = entry.channels.iter().cloned().collect();
         let gone = self.remove_from_index(conn.id, &channels);
-        self.shared.encodings[entry.encoding.index()].fetch_sub(1, Ordering::Relaxed);
+        self.shared.encodings[entry.sub.encoding.index()].fetch_sub(1, Ordering::Relaxed);
         self.shared.count.send_modify(|n| *n = n.saturating_sub(1));
         self.shared.metrics.connections.dec();
         gone
@@ -341,9 +350,10 @@ impl Hub {
             for ch in &fresh {
                 entry.channels.insert(ch.clone());
             }
+            let sub = entry.sub.clone();
             for ch in fresh {
                 let subs = st.index.entry(ch.clone()).or_default();
-                subs.insert(conn.id);
+                subs.insert(conn.id, sub.clone());
                 if subs.len() == 1 {
                     newly_indexed.push(ch);
                 }
@@ -375,7 +385,7 @@ impl Hub {
             let mut st = lock(&self.shard(id).state);
             for ch in channels {
                 if let Some(subs) = st.index.get_mut(ch) {
-                    if subs.remove(&id) {
+                    if subs.remove(&id).is_some() {
                         self.shared.metrics.subscriptions.dec();
                     }
                     if subs.is_empty() {
@@ -477,7 +487,7 @@ impl Hub {
                 lock(&s.state)
                     .conns
                     .values()
-                    .map(|e| e.control.clone())
+                    .map(|e| e.sub.control.clone())
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -502,7 +512,7 @@ async fn shard_worker(
 fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
     let st = lock(state);
     let (mut frames, mut bytes, mut queued) = (0u64, 0u64, 0u64);
-    let mut offer = |entry: &ConnEntry| {
+    let mut offer = |entry: &Sub| {
         let Some(frame) = d.frames.get(entry.encoding) else {
             return;
         };
@@ -522,11 +532,9 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
         }
     };
     if &*d.channel == BROADCAST {
-        st.conns.values().for_each(&mut offer);
+        st.conns.values().for_each(|e| offer(&e.sub));
     } else if let Some(subs) = st.index.get(&d.channel) {
-        subs.iter()
-            .filter_map(|id| st.conns.get(id))
-            .for_each(&mut offer);
+        subs.values().for_each(&mut offer);
     }
     metrics.frames_sent.inc_by(frames);
     metrics.bytes_sent.inc_by(bytes);

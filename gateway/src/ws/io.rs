@@ -26,11 +26,27 @@ use tokio::sync::Notify;
 pub trait RawWrite: Send + Sync + 'static {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// The fan-out's first attempt at a frame, made only while nothing is queued: the
+    /// write itself, without first consulting the runtime's readiness for the socket
+    /// (one cache line less per connection and frame). A `WouldBlock` here leaves the
+    /// runtime's readiness as it was, which is safe: the session's next [`try_write`]
+    /// then meets the `WouldBlock` itself and waits for the socket properly.
+    ///
+    /// [`try_write`]: RawWrite::try_write
+    fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_write(buf)
+    }
 }
 
 impl RawWrite for tokio::net::tcp::OwnedWriteHalf {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.as_ref().try_write(buf)
+    }
+
+    fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
+        // tokio's socket is non-blocking; MSG_NOSIGNAL: a closed peer is an error, not
+        // a signal.
+        socket2::SockRef::from(self.as_ref()).send_with_flags(buf, libc::MSG_NOSIGNAL)
     }
 
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -114,7 +130,7 @@ impl Outbox {
         // part of them must wait in the queue (the fan-out's common case costs nothing).
         let mut off = 0;
         while off < frame.len() {
-            match self.io.try_write(&frame[off..]) {
+            match self.io.write_now(&frame[off..]) {
                 Ok(0) => {
                     st.broken = true;
                     return Ok(Sent::Dropped);
