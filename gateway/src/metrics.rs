@@ -85,7 +85,12 @@ impl Metrics {
             command_errors: Family::default(),
             publish_requests: Family::default(),
             flush_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
-            fanout_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            // 0.5 ms to ~1.4 s in steps of √2.
+            fanout_duration: Histogram::new(exponential_buckets(
+                0.0005,
+                std::f64::consts::SQRT_2,
+                24,
+            )),
             bus_up: Gauge::default(),
             bus_reconnects: Counter::default(),
             bus_resyncs: Counter::default(),

@@ -16,6 +16,12 @@ pub struct BareReport {
     pub writes: u64,
     pub cpu_s: f64,
     pub cpu_us_per_write: f64,
+    /// Per write, as the readers saw it: receive time − round start (WebSocket readers
+    /// only; filled in by the orchestrator).
+    #[serde(default)]
+    pub latency_p50_ms: f64,
+    #[serde(default)]
+    pub latency_p99_ms: f64,
 }
 
 /// Reads one HTTP upgrade request and answers 101 (blocking, 5 s at most).
@@ -114,14 +120,29 @@ pub fn run(sockets: usize, frame_bytes: usize, rounds: u32, gap: Duration, webso
             }
         }
     }
-    // A WebSocket text frame header (unmasked, 64-bit length) and a payload.
+    // A WebSocket text frame header (unmasked, 64-bit length) and a payload that starts
+    // with the round's start time, so the same readers time the baseline as they time
+    // the gateway: `{"ts_us":<16 digits>,"seq":0,"pad":"xxx…"}`.
     let mut frame = vec![0x81, 127];
     frame.extend_from_slice(&(frame_bytes as u64).to_be_bytes());
-    frame.extend(std::iter::repeat_n(b'x', frame_bytes));
+    let head = frame.len();
+    let mut payload = format!(
+        r#"{{"ts_us":{:016},"seq":0,"pad":""#,
+        super::worker::now_us()
+    )
+    .into_bytes();
+    let ts_at = head + r#"{"ts_us":"#.len();
+    payload.resize(frame_bytes.saturating_sub(2).max(payload.len()), b'x');
+    payload.extend_from_slice(b"\"}");
+    frame.extend_from_slice(&payload);
+    let len = (frame.len() - head) as u64;
+    frame[2..10].copy_from_slice(&len.to_be_bytes());
     let started_cpu = self_cpu_s();
     let mut writes = 0u64;
     for _ in 0..rounds {
         let round = Instant::now();
+        let ts = format!("{:016}", super::worker::now_us());
+        frame[ts_at..ts_at + 16].copy_from_slice(&ts.as_bytes()[..16]);
         for s in socks.iter_mut() {
             if s.write_all(&frame).is_ok() {
                 writes += 1;
@@ -142,6 +163,7 @@ pub fn run(sockets: usize, frame_bytes: usize, rounds: u32, gap: Duration, webso
         } else {
             0.0
         },
+        ..BareReport::default()
     };
     println!("{}", serde_json::to_string(&report).unwrap_or_default());
 }

@@ -687,10 +687,16 @@ pub async fn baseline(
         .ok()
         .and_then(|l| l.ok().flatten())
         .unwrap_or_default();
+    let mut seen = Histogram::default();
     for r in readers {
-        let _ = r.report().await;
+        seen.merge(&r.report().await.batch_excess);
     }
-    serde_json::from_str(&line).unwrap_or_default()
+    let mut report: bare::BareReport = serde_json::from_str(&line).unwrap_or_default();
+    if websocket {
+        report.latency_p50_ms = seen.quantile(0.50) as f64 / 1000.0;
+        report.latency_p99_ms = seen.quantile(0.99) as f64 / 1000.0;
+    }
+    report
 }
 
 /// The standard scenarios (`make bench`) or small ones (`make bench-quick`, and `tiny`

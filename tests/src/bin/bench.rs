@@ -190,7 +190,7 @@ fn name(r: &Outcome) -> String {
 
 fn summary_line(r: &Outcome) -> String {
     format!(
-        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, clients CPU {:.2} s, excess p99 {:.1} ms (gateway fan-out p99 ≤ {:.1} ms), {} of {} messages, {:.2} serializations/batch",
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, clients CPU {:.2} s, excess p99 {:.1} ms (gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch",
         name(r),
         r.connected,
         r.connect_s,
@@ -200,6 +200,10 @@ fn summary_line(r: &Outcome) -> String {
         r.clients_cpu_s,
         r.excess_p99_ms,
         r.gateway_fanout_p99_ms,
+        r.bare
+            .as_ref()
+            .map(|b| format!("; bare write to the same readers: p50 {:.1} ms, p99 {:.1} ms", b.latency_p50_ms, b.latency_p99_ms))
+            .unwrap_or_default(),
         r.messages_delivered,
         r.messages_expected,
         r.serializations_per_batch
