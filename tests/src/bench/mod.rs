@@ -158,32 +158,6 @@ fn proc_ticks_s(pid: i32) -> f64 {
     (ticks(11) + ticks(12)) / ticks_per_s()
 }
 
-#[cfg(test)]
-mod cpu_tests {
-    use super::*;
-
-    #[test]
-    fn precise_and_tick_cpu_agree_for_this_process() {
-        let pid = std::process::id() as i32;
-        let start = proc_ticks_s(pid);
-        // Burn CPU until the tick clock shows 0.3 s more (30 s at most).
-        let mut x = 0u64;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while proc_ticks_s(pid) - start < 0.3 && Instant::now() < deadline {
-            for _ in 0..100_000 {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-            }
-        }
-        assert_ne!(x, 1);
-        let (precise, ticks) = (proc_cpu_s(pid), proc_ticks_s(pid));
-        assert!(ticks - start >= 0.3, "no CPU burnt in 30 s");
-        assert!(
-            (precise - ticks).abs() < 0.1,
-            "precise {precise} vs ticks {ticks}"
-        );
-    }
-}
-
 struct WorkerProc {
     child: Child,
     stdin: ChildStdin,
@@ -884,5 +858,31 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         .into_iter()
         .chain(compare(1_000, 100, 10))
         .collect(),
+    }
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+
+    #[test]
+    fn precise_and_tick_cpu_agree_for_this_process() {
+        let pid = std::process::id() as i32;
+        let start = proc_ticks_s(pid);
+        // Burn CPU until the tick clock shows 0.3 s more (30 s at most).
+        let mut x = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while proc_ticks_s(pid) - start < 0.3 && Instant::now() < deadline {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+        }
+        assert_ne!(x, 1);
+        let (precise, ticks) = (proc_cpu_s(pid), proc_ticks_s(pid));
+        assert!(ticks - start >= 0.3, "no CPU burnt in 30 s");
+        assert!(
+            (precise - ticks).abs() < 0.1,
+            "precise {precise} vs ticks {ticks}"
+        );
     }
 }
