@@ -1,6 +1,6 @@
 //! `pushctl publish`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -95,8 +95,8 @@ enum Sink {
         host: String,
         path: String,
         key: Option<String>,
-        /// The HTTP/1.1 connection kept open between messages.
-        conn: Option<SendRequest<Full<Bytes>>>,
+        /// The HTTP/1.1 connection kept open between messages, and when it last answered.
+        conn: Option<(SendRequest<Full<Bytes>>, Instant)>,
     },
 }
 
@@ -166,9 +166,12 @@ async fn connect(host: &str) -> Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
+/// How long a kept-open connection may sit idle and still be reused.
+const REUSE_IDLE: Duration = Duration::from_millis(500);
+
 /// Sends `req` on a new connection, which is kept for the next message.
 async fn send_fresh(
-    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    conn: &mut Option<(SendRequest<Full<Bytes>>, Instant)>,
     host: &str,
     req: http::Request<Full<Bytes>>,
 ) -> Result<http::Response<hyper::body::Incoming>> {
@@ -178,7 +181,7 @@ async fn send_fresh(
         .send_request(req)
         .await
         .context("HTTP request failed")?;
-    *conn = Some(sender);
+    *conn = Some((sender, Instant::now()));
     Ok(resp)
 }
 
@@ -187,7 +190,7 @@ async fn send_fresh(
 /// an idle connection) goes out once more on a new connection; one that may have been
 /// sent is never repeated, so a message is published at most once.
 async fn http_post(
-    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    conn: &mut Option<(SendRequest<Full<Bytes>>, Instant)>,
     host: &str,
     path: &str,
     key: Option<&str>,
@@ -200,13 +203,19 @@ async fn http_post(
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {k}"));
     }
     let req = req.body(Full::new(Bytes::from(body)))?;
+    // A connection idle for longer than REUSE_IDLE is not reused: the gateway closes idle
+    // ones after its header timeout (1 s at the least), and a request sent just as it
+    // does could be lost with it.
     let reusable = match conn.as_mut() {
-        Some(sender) => sender.ready().await.is_ok(),
-        None => false,
+        Some((sender, last)) if last.elapsed() < REUSE_IDLE => sender.ready().await.is_ok(),
+        _ => false,
     };
     let resp = match conn.as_mut() {
-        Some(sender) if reusable => match sender.try_send_request(req).await {
-            Ok(resp) => resp,
+        Some((sender, last)) if reusable => match sender.try_send_request(req).await {
+            Ok(resp) => {
+                *last = Instant::now();
+                resp
+            }
             Err(mut e) => match e.take_message() {
                 Some(unsent) => send_fresh(conn, host, unsent).await?,
                 None => {

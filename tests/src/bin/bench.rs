@@ -220,7 +220,7 @@ fn comparison(results: &[Outcome]) -> String {
         return String::new();
     };
     let mut s = String::from(
-        "\n## Same load, Pushfleet and its peers\n\nOne channel, every connection subscribed, messages published over HTTP at the same rate to each server (Pushfleet: Redis bus, 1 s window; Socket.IO 4 + Redis adapter and a plain Node `ws` broadcaster: one frame per message). Server CPU from /proc over the publish phase plus a 3 s catch-up.\n\n| server | conns | msgs delivered / expected | server CPU s | msgs per CPU-s | Pushfleet's advantage | RSS KiB/conn | latency p50 / p99 ms | clients CPU s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "\n## Same load, Pushfleet and its peers\n\nOne channel, every connection subscribed, the same messages at the same rate to each server. Pushfleet (Redis bus, 1 s window) and Socket.IO 4 + Redis adapter get them straight from Redis (Pushfleet's envelope; the `@socket.io/redis-emitter` format), the plain Node `ws` broadcaster (no bus) over HTTP; the peers send one frame per message. Server CPU = its threads' `se.sum_exec_runtime` over the publish phase plus a 3 s catch-up.\n\n| server | conns | msgs delivered / expected | server CPU s | msgs per CPU-s | Pushfleet's advantage | RSS KiB/conn | latency p50 / p99 ms | clients CPU s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for r in &rows {
         s.push_str(&format!(
@@ -282,7 +282,7 @@ fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
             r.slow_consumer_closes
         ));
     }
-    s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. CPU from /proc (utime+stime) of the gateway process(es) during the publish phase, divided by `pushfleet_frames_sent_total`.\n");
+    s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections under SCHED_BATCH.\n");
     s.push_str(&comparison(results));
     s
 }
