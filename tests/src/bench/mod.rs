@@ -841,6 +841,12 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         _ => vec![
             sc("idle-15k", 1, 15_000, 1, 0, 0, 1000, false, false),
             sc("fanout-15k", 1, 15_000, 1, 100, 10, 1000, false, true),
+            // The same with the smallest messages the bench sends (timestamp and sequence
+            // number only): how latency at 15k depends on the frame size.
+            Scenario {
+                payload: 0,
+                ..sc("fanout-15k-small", 1, 15_000, 1, 100, 10, 1000, false, true)
+            },
             sc("latency-500", 1, 500, 1, 100, 10, 0, false, false),
             sc("fleet-3x5k", 3, 15_000, 1, 100, 10, 1000, true, false),
             sc(
