@@ -3,29 +3,13 @@
 // {"channel":..,"data":..}` sends the message as its own text frame to every client of
 // that channel. Prints `listening <port>` once ready. Env: PORT (0 = any).
 'use strict';
-const http = require('http');
 const { WebSocketServer } = require('ws');
+const publishServer = require('./http-publish');
 
 const channels = new Map();
-const server = http.createServer((req, res) => {
-  if (req.method !== 'POST' || req.url !== '/publish') {
-    res.writeHead(404).end();
-    return;
-  }
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    let msg;
-    try {
-      msg = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    } catch {
-      res.writeHead(400).end();
-      return;
-    }
-    const text = JSON.stringify({ channel: msg.channel, data: msg.data });
-    for (const ws of channels.get(String(msg.channel)) || []) ws.send(text);
-    res.writeHead(202, { 'content-type': 'application/json' }).end('{}');
-  });
+const server = publishServer((channel, data) => {
+  const text = JSON.stringify({ channel, data });
+  for (const ws of channels.get(channel) || []) ws.send(text);
 });
 const wss = new WebSocketServer({ server, perMessageDeflate: false });
 wss.on('connection', (ws, req) => {

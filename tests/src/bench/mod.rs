@@ -415,6 +415,68 @@ async fn publisher(
     sent
 }
 
+/// Worker processes for `conns` connections to `target` (at most [`PER_WORKER`] each, one
+/// source address each, numbered from `k` on), speaking the scenario's protocol.
+async fn spawn_workers(
+    target: SocketAddr,
+    conns: usize,
+    channels: &[String],
+    s: &Scenario,
+    k: &mut usize,
+) -> Vec<WorkerProc> {
+    let mut workers = Vec::new();
+    let mut left = conns;
+    while left > 0 {
+        let n = left.min(PER_WORKER);
+        let w = spawn_worker(target, source(*k), n, channels, s.window_ms, Some(s.server));
+        workers.push(w.await);
+        *k += 1;
+        left -= n;
+    }
+    workers
+}
+
+/// Waits until every worker has its connections up: (connected, failed, seconds).
+async fn all_ready(workers: &mut [WorkerProc]) -> (u64, u64, f64) {
+    let t0 = Instant::now();
+    let (mut connected, mut failed) = (0, 0);
+    for w in workers.iter_mut() {
+        let (c, f, _) = w.ready().await;
+        connected += c;
+        failed += f;
+    }
+    (connected, failed, t0.elapsed().as_secs_f64())
+}
+
+impl Outcome {
+    /// Takes the workers' reports and derives the delivery and latency figures
+    /// (`published`, `gateway_cpu_s` and `connected` are already set).
+    async fn collect(&mut self, workers: Vec<WorkerProc>, channels: usize) {
+        let mut excess = Histogram::default();
+        let mut latency = Histogram::default();
+        for w in workers {
+            let r = w.report().await;
+            self.messages_delivered += r.messages;
+            self.frames_delivered += r.frames;
+            excess.merge(&r.batch_excess);
+            latency.merge(&r.message_latency);
+        }
+        let per_channel = self.connected as f64 / channels.max(1) as f64;
+        self.messages_expected = (self.published as f64 * per_channel).round() as u64;
+        self.cpu_s_per_million_messages =
+            self.gateway_cpu_s * 1e6 / (self.messages_delivered.max(1) as f64);
+        self.messages_per_cpu_s = self.messages_delivered as f64 / self.gateway_cpu_s.max(1e-9);
+        let ms = |us: u64| us as f64 / 1000.0;
+        self.excess_p50_ms = ms(excess.quantile(0.50));
+        self.excess_p90_ms = ms(excess.quantile(0.90));
+        self.excess_p99_ms = ms(excess.quantile(0.99));
+        self.excess_max_ms = ms(excess.max_us);
+        self.latency_p50_ms = ms(latency.quantile(0.50));
+        self.latency_p99_ms = ms(latency.quantile(0.99));
+        self.message_latency = latency;
+    }
+}
+
 /// Runs one scenario end to end.
 pub async fn run(s: &Scenario) -> Outcome {
     eprintln!(
@@ -438,35 +500,11 @@ pub async fn run(s: &Scenario) -> Outcome {
     // Workers: per gateway, chunks of at most PER_WORKER, each from its own source address.
     let mut workers = Vec::new();
     let mut k = 0;
-    let per_gw = s.conns / s.gateways;
     for gw in &gws {
-        let mut left = per_gw;
-        while left > 0 {
-            let n = left.min(PER_WORKER);
-            workers.push(
-                spawn_worker(
-                    gw.public,
-                    source(k),
-                    n,
-                    &channels,
-                    s.window_ms,
-                    Some(s.server),
-                )
-                .await,
-            );
-            k += 1;
-            left -= n;
-        }
+        let per_gw = s.conns / s.gateways;
+        workers.extend(spawn_workers(gw.public, per_gw, &channels, s, &mut k).await);
     }
-    let t0 = Instant::now();
-    let mut connected = 0;
-    let mut failed = 0;
-    for w in workers.iter_mut() {
-        let (c, f, _) = w.ready().await;
-        connected += c;
-        failed += f;
-    }
-    let connect_s = t0.elapsed().as_secs_f64();
+    let (connected, failed, connect_s) = all_ready(&mut workers).await;
     for gw in &gws {
         let want = (connected / s.gateways as u64) as f64;
         gw.wait_metric_at_least("pushfleet_subscriptions", "", want)
@@ -523,28 +561,7 @@ pub async fn run(s: &Scenario) -> Outcome {
         .await;
     }
 
-    let mut excess = Histogram::default();
-    let mut latency = Histogram::default();
-    for w in workers {
-        let r = w.report().await;
-        out.messages_delivered += r.messages;
-        out.frames_delivered += r.frames;
-        excess.merge(&r.batch_excess);
-        latency.merge(&r.message_latency);
-    }
-    let per_channel = connected as f64 / channels.len() as f64;
-    out.messages_expected = (out.published as f64 * per_channel).round() as u64;
-    out.cpu_s_per_million_messages =
-        out.gateway_cpu_s * 1e6 / (out.messages_delivered.max(1) as f64);
-    out.messages_per_cpu_s = out.messages_delivered as f64 / out.gateway_cpu_s.max(1e-9);
-    let ms = |us: u64| us as f64 / 1000.0;
-    out.excess_p50_ms = ms(excess.quantile(0.50));
-    out.excess_p90_ms = ms(excess.quantile(0.90));
-    out.excess_p99_ms = ms(excess.quantile(0.99));
-    out.excess_max_ms = ms(excess.max_us);
-    out.latency_p50_ms = ms(latency.quantile(0.50));
-    out.latency_p99_ms = ms(latency.quantile(0.99));
-    out.message_latency = latency;
+    out.collect(workers, channels.len()).await;
     for gw in gws.iter_mut() {
         gw.terminate();
         // The next scenario starts on a quiet machine.
@@ -640,23 +657,8 @@ async fn run_peer(s: &Scenario) -> Outcome {
         .map(|i| format!("bench{i}"))
         .collect();
     let rss_before = proc_rss_kib(pid);
-    let mut workers = Vec::new();
-    let mut left = s.conns;
-    let mut k = 0;
-    while left > 0 {
-        let n = left.min(PER_WORKER);
-        workers.push(spawn_worker(addr, source(k), n, &channels, 0, Some(s.server)).await);
-        k += 1;
-        left -= n;
-    }
-    let t0 = Instant::now();
-    let (mut connected, mut failed) = (0, 0);
-    for w in workers.iter_mut() {
-        let (c, f, _) = w.ready().await;
-        connected += c;
-        failed += f;
-    }
-    let connect_s = t0.elapsed().as_secs_f64();
+    let mut workers = spawn_workers(addr, s.conns, &channels, s, &mut 0).await;
+    let (connected, failed, connect_s) = all_ready(&mut workers).await;
     // Measurement pacing, not synchronisation: let allocations settle before reading RSS.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = proc_rss_kib(pid);
@@ -678,30 +680,10 @@ async fn run_peer(s: &Scenario) -> Outcome {
     tokio::time::sleep(Duration::from_secs(3)).await;
     out.gateway_cpu_s = proc_cpu_s(pid) - cpu0;
     out.clients_cpu_s = workers.iter().map(WorkerProc::cpu_s).sum::<f64>() - clients0;
-    let mut latency = hist::Histogram::default();
-    let mut excess = hist::Histogram::default();
-    for w in workers {
-        let r = w.report().await;
-        out.messages_delivered += r.messages;
-        out.frames_delivered += r.frames;
-        excess.merge(&r.batch_excess);
-        latency.merge(&r.message_latency);
-    }
-    let per_channel = connected as f64 / channels.len() as f64;
-    out.messages_expected = (out.published as f64 * per_channel).round() as u64;
+    // Every frame of a peer is one message, written once per connection.
+    out.collect(workers, channels.len()).await;
     out.gateway_frames_sent = out.frames_delivered as f64;
     out.cpu_us_per_frame = out.gateway_cpu_s * 1e6 / out.gateway_frames_sent.max(1.0);
-    out.cpu_s_per_million_messages =
-        out.gateway_cpu_s * 1e6 / (out.messages_delivered.max(1) as f64);
-    out.messages_per_cpu_s = out.messages_delivered as f64 / out.gateway_cpu_s.max(1e-9);
-    let ms = |us: u64| us as f64 / 1000.0;
-    out.excess_p50_ms = ms(excess.quantile(0.50));
-    out.excess_p90_ms = ms(excess.quantile(0.90));
-    out.excess_p99_ms = ms(excess.quantile(0.99));
-    out.excess_max_ms = ms(excess.max_us);
-    out.latency_p50_ms = ms(latency.quantile(0.50));
-    out.latency_p99_ms = ms(latency.quantile(0.99));
-    out.message_latency = latency;
     let _ = server.kill().await;
     out
 }
