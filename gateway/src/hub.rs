@@ -539,9 +539,12 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
     metrics.frames_sent.inc_by(frames);
     metrics.bytes_sent.inc_by(bytes);
     metrics.frames_queued.inc_by(queued);
-    metrics
-        .fanout_duration
-        .observe(d.handed_off.elapsed().as_secs_f64());
+    // Shards without a subscriber of the channel did no fan-out: nothing to observe.
+    if frames > 0 {
+        metrics
+            .fanout_duration
+            .observe(d.handed_off.elapsed().as_secs_f64());
+    }
 }
 
 #[cfg(test)]
@@ -651,6 +654,23 @@ mod tests {
         assert_eq!(hub.unregister(&conns[0].0), vec![ch("a")]);
         assert!(!hub.has_subscribers("a"));
         assert_eq!(hub.connection_count(), 7);
+    }
+
+    #[tokio::test]
+    async fn fanout_duration_is_observed_by_shards_that_delivered() {
+        let m = Metrics::new();
+        let hub = Hub::new(4, m.clone());
+        let (c, rec) = conn(&hub, Encoding::Json, usize::MAX, 8);
+        hub.subscribe(&c, &[ch("a")], 10).unwrap();
+        hub.fanout(ch("a"), frames("A")).await;
+        hub.fanout(ch("nobody"), frames("N")).await;
+        tokio::time::timeout(Duration::from_secs(5), hub.fanout_barrier())
+            .await
+            .unwrap();
+        got(&rec, "A").await;
+        let count =
+            crate::metrics::sample(&m.render(), "pushfleet_fanout_duration_seconds_count", "");
+        assert_eq!(count, Some(1.0), "one shard delivered one batch");
     }
 
     #[tokio::test]
