@@ -181,9 +181,16 @@ struct Delivery {
 /// Fleet-wide channel refcount on this node: how many shards index each channel.
 /// Its 0↔1 transitions are what the bus subscribes and unsubscribes.
 struct ChannelRefs {
-    parts: Box<[Mutex<HashMap<Channel, usize>>]>,
+    /// Per channel: the shards whose index holds it, each with the number of times it
+    /// became indexed there and was not yet removed (0↔1 transitions of a shard's index
+    /// are counted, not asserted, so an activation and a removal of the same shard that
+    /// race each other still add up).
+    parts: Box<[Mutex<ShardRefs>]>,
     hasher: RandomState,
 }
+
+/// Channel → (shard, activations not yet undone) for every shard that indexes it.
+type ShardRefs = HashMap<Channel, Vec<(usize, u32)>>;
 
 impl ChannelRefs {
     fn new(parts: usize) -> Self {
@@ -193,38 +200,56 @@ impl ChannelRefs {
         }
     }
 
-    fn part(&self, ch: &str) -> MutexGuard<'_, HashMap<Channel, usize>> {
+    fn part(&self, ch: &str) -> MutexGuard<'_, ShardRefs> {
         let i = self.hasher.hash_one(ch) as usize % self.parts.len();
         lock(&self.parts[i])
     }
 
-    /// Returns true when the channel just became active on this node.
-    fn incr(&self, ch: &Channel) -> bool {
+    /// `shard` indexes the channel now. Returns true when the channel just became active
+    /// on this node.
+    fn incr(&self, ch: &Channel, shard: usize) -> bool {
         let mut p = self.part(ch);
-        let n = p.entry(ch.clone()).or_insert(0);
-        *n += 1;
-        *n == 1
+        let shards = p.entry(ch.clone()).or_default();
+        let first = shards.is_empty();
+        match shards.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, n)) => *n += 1,
+            None => shards.push((shard, 1)),
+        }
+        first
     }
 
-    /// Returns true when the channel just became inactive on this node.
-    fn decr(&self, ch: &Channel) -> bool {
+    /// `shard` no longer indexes the channel. Returns true when the channel just became
+    /// inactive on this node.
+    fn decr(&self, ch: &Channel, shard: usize) -> bool {
         let mut p = self.part(ch);
-        match p.entry(ch.clone()) {
-            Entry::Occupied(mut e) => {
-                *e.get_mut() -= 1;
-                if *e.get() == 0 {
-                    e.remove();
-                    true
-                } else {
-                    false
-                }
+        let Entry::Occupied(mut e) = p.entry(ch.clone()) else {
+            return false;
+        };
+        let shards = e.get_mut();
+        if let Some(i) = shards.iter().position(|(s, _)| *s == shard) {
+            shards[i].1 -= 1;
+            if shards[i].1 == 0 {
+                shards.swap_remove(i);
             }
-            Entry::Vacant(_) => false,
+        }
+        if shards.is_empty() {
+            e.remove();
+            true
+        } else {
+            false
         }
     }
 
     fn contains(&self, ch: &str) -> bool {
         self.part(ch).contains_key(ch)
+    }
+
+    /// The shards that have subscribers of `ch`.
+    fn shards_of(&self, ch: &str) -> Vec<usize> {
+        self.part(ch)
+            .get(ch)
+            .map(|v| v.iter().map(|(s, _)| *s).collect())
+            .unwrap_or_default()
     }
 
     fn all(&self) -> Vec<Channel> {
@@ -286,9 +311,12 @@ impl Hub {
         }
     }
 
+    fn shard_index(&self, id: u64) -> usize {
+        (id % self.shared.shards.len() as u64) as usize
+    }
+
     fn shard(&self, id: u64) -> &Shard {
-        let s = &self.shared.shards;
-        &s[(id % s.len() as u64) as usize]
+        &self.shared.shards[self.shard_index(id)]
     }
 
     /// Adds a connection that is written through `out`.
@@ -360,7 +388,7 @@ impl Hub {
                 self.shared.metrics.subscriptions.inc();
             }
         }
-        Ok(self.activate(newly_indexed))
+        Ok(self.activate(self.shard_index(conn.id), newly_indexed))
     }
 
     /// Unsubscribes a connection. Returns channels that no longer have local subscribers.
@@ -395,10 +423,11 @@ impl Hub {
                 }
             }
         }
+        let shard = self.shard_index(id);
         emptied
             .into_iter()
             .filter(|ch| {
-                let gone = self.shared.refs.decr(ch);
+                let gone = self.shared.refs.decr(ch, shard);
                 if gone {
                     self.shared.metrics.channels.dec();
                 }
@@ -407,11 +436,11 @@ impl Hub {
             .collect()
     }
 
-    fn activate(&self, newly_indexed: Vec<Channel>) -> Vec<Channel> {
+    fn activate(&self, shard: usize, newly_indexed: Vec<Channel>) -> Vec<Channel> {
         newly_indexed
             .into_iter()
             .filter(|ch| {
-                let new = self.shared.refs.incr(ch);
+                let new = self.shared.refs.incr(ch, shard);
                 if new {
                     self.shared.metrics.channels.inc();
                 }
@@ -450,17 +479,29 @@ impl Hub {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
-    /// Hands one batch to every shard; each delivers to its subscribers in parallel.
+    /// Hands one batch to every shard that has subscribers of its channel (every shard
+    /// for a broadcast); each delivers to its subscribers in parallel. A channel with few
+    /// subscribers, a personal one above all, wakes one shard instead of all of them. A
+    /// subscription acknowledged before the flush is in the shard set by then.
     /// Waits only if a shard is more than [`SHARD_QUEUE`] deliveries behind.
     pub async fn fanout(&self, channel: Channel, frames: Arc<Frames>) {
+        let shards = &self.shared.shards;
+        let targets: Vec<usize> = if &*channel == BROADCAST {
+            (0..shards.len()).collect()
+        } else {
+            self.shared.refs.shards_of(&channel)
+        };
         let d = Arc::new(Delivery {
             channel,
             frames,
             handed_off: Instant::now(),
         });
-        for shard in self.shared.shards.iter() {
+        for i in targets {
             // A closed queue means the worker is gone (runtime shutting down).
-            let _ = shard.deliveries.send(ShardMsg::Deliver(d.clone())).await;
+            let _ = shards[i]
+                .deliveries
+                .send(ShardMsg::Deliver(d.clone()))
+                .await;
         }
     }
 
@@ -654,6 +695,27 @@ mod tests {
         assert_eq!(hub.unregister(&conns[0].0), vec![ch("a")]);
         assert!(!hub.has_subscribers("a"));
         assert_eq!(hub.connection_count(), 7);
+    }
+
+    #[test]
+    fn channel_refs_track_shards_and_survive_racing_transitions() {
+        let refs = ChannelRefs::new(2);
+        let a = ch("a");
+        assert!(refs.incr(&a, 1), "first shard activates the channel");
+        assert!(!refs.incr(&a, 3));
+        let mut shards = refs.shards_of("a");
+        shards.sort_unstable();
+        assert_eq!(shards, vec![1, 3]);
+        assert!(!refs.decr(&a, 1));
+        assert_eq!(refs.shards_of("a"), vec![3]);
+        // Shard 3 emptied and re-filled its index concurrently: the activation was
+        // counted before the removal; shard 3 must stay a target.
+        assert!(!refs.incr(&a, 3));
+        assert!(!refs.decr(&a, 3));
+        assert_eq!(refs.shards_of("a"), vec![3]);
+        assert!(refs.decr(&a, 3), "last shard deactivates the channel");
+        assert!(refs.shards_of("a").is_empty() && !refs.contains("a"));
+        assert!(!refs.decr(&a, 3), "unknown channel: nothing to do");
     }
 
     #[tokio::test]

@@ -830,6 +830,17 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
                 ..sc("fanout-15k-small", 1, 15_000, 1, 100, 10, 1000, false, true)
             },
             sc("latency-500", 1, 500, 1, 100, 10, 0, false, false),
+            // The cost of taking a message in, on the Redis bus: one subscriber, window 0,
+            // so CPU per frame is CPU per message; straight from Redis, and through
+            // `POST /api/publish` (which publishes to Redis itself).
+            Scenario {
+                redis_bus: true,
+                ..sc("ingest-redis", 1, 1, 1, 100, 10, 0, true, false)
+            },
+            Scenario {
+                redis_bus: true,
+                ..sc("ingest-http-redis", 1, 1, 1, 100, 10, 0, false, false)
+            },
             sc("fleet-3x5k", 3, 15_000, 1, 100, 10, 1000, true, false),
             sc(
                 "channels-20x750",
