@@ -1,7 +1,8 @@
 //! The hub: every local connection lives in one of N shards, each with its own lock and
 //! its own channel → subscribers index, and its own fan-out task. A flush hands the same
-//! refcounted frames to every shard's task at once; shards deliver in parallel and no lock
-//! is shared between them on the publish path.
+//! refcounted frames at once to the task of every shard that has subscribers of the
+//! channel; shards deliver in parallel and no lock is shared between them while they
+//! write.
 //!
 //! Per-connection outbound queues are bounded (`--queue-frames`). Overflow policy:
 //! **disconnect** — a connection whose queue is full is closed with 1013 and counted in

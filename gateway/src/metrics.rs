@@ -49,7 +49,7 @@ pub struct Metrics {
     pub command_errors: Family<Label, Counter>,
     /// `POST /api/publish` requests, by HTTP status.
     pub publish_requests: Family<[(&'static str, String); 1], Counter>,
-    /// Seconds spent encoding a batch and handing it to every shard.
+    /// Seconds spent encoding a batch and handing it to the shards that have subscribers.
     pub flush_duration: Histogram,
     /// Seconds from a batch's hand-off to a shard until that shard has offered it to
     /// every subscriber (queue wait + the shard's writes), one observation per shard.
@@ -173,7 +173,7 @@ impl Metrics {
         );
         r.register(
             "flush_duration_seconds",
-            "Time to encode a batch and hand it to all shards",
+            "Time to encode a batch and hand it to the shards with subscribers",
             m.flush_duration.clone(),
         );
         r.register(
