@@ -403,3 +403,47 @@ async fn pushctl_http_tail_and_exit_codes() {
     .await;
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// `pushctl publish --url` keeps its HTTP connection between messages, and still publishes
+/// after the gateway has closed that connection for idling (its header timeout).
+#[tokio::test]
+async fn pushctl_http_publishes_after_the_gateway_closed_its_idle_connection() {
+    let gw = Gateway::builder()
+        .arg("--merge-window-ms", 0)
+        .arg("--handshake-timeout-secs", 1)
+        .start()
+        .await;
+    let mut c = Client::connect(&gw.ws_url("channels=k"), None).await;
+    gw.wait_metric("pushfleet_subscriptions", "", 1.0).await;
+    let mut publisher = tokio::process::Command::new(tests::process::binary("pushctl"))
+        .args(["publish", "--url", &format!("http://{}", gw.internal), "k"])
+        .stdin(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    stdin.write_all(b"{\"n\":1}\n").await.unwrap();
+    assert_eq!(next_batch(&mut c).await["messages"], json!([{"n": 1}]));
+    // The gateway drops the idle kept-open connection once its header timeout passes.
+    gw.wait_metric_at_least(
+        "pushfleet_connections_rejected_total",
+        "reason=\"handshake_timeout\"",
+        1.0,
+    )
+    .await;
+    stdin.write_all(b"{\"n\":2}\n").await.unwrap();
+    drop(stdin);
+    let status = within("pushctl publish", publisher.wait()).await.unwrap();
+    assert!(status.success(), "pushctl failed: {status}");
+    assert_eq!(next_batch(&mut c).await["messages"], json!([{"n": 2}]));
+}
+
+/// The next batch frame, past the acknowledgements before it.
+async fn next_batch(c: &mut Client) -> Value {
+    loop {
+        let v = c.json().await;
+        if v["op"] == "batch" {
+            return v;
+        }
+    }
+}
