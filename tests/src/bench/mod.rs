@@ -841,6 +841,8 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
                 redis_bus: true,
                 ..sc("ingest-http-redis", 1, 1, 1, 100, 10, 0, false, false)
             },
+            // The embedded bus through the API, as fanout-15k publishes.
+            sc("ingest-http-memory", 1, 1, 1, 100, 10, 0, false, false),
             sc("fleet-3x5k", 3, 15_000, 1, 100, 10, 1000, true, false),
             sc(
                 "channels-20x750",
