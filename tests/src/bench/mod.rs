@@ -449,6 +449,30 @@ async fn all_ready(workers: &mut [WorkerProc]) -> (u64, u64, f64) {
 }
 
 impl Outcome {
+    /// The figures of the idle phase, once every connection is up (`ready` from
+    /// [`all_ready`]): RSS per connection from `rss_before` and `rss_now()`.
+    async fn idle(
+        s: &Scenario,
+        (connected, failed, connect_s): (u64, u64, f64),
+        rss_before: u64,
+        rss_now: impl Fn() -> u64,
+    ) -> Outcome {
+        // Measurement pacing, not synchronisation: let allocations settle before reading RSS.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_after = rss_now();
+        Outcome {
+            scenario: Some(s.clone()),
+            connected,
+            connect_failed: failed,
+            connect_s,
+            rss_before_kib: rss_before,
+            rss_after_kib: rss_after,
+            rss_idle_kib_per_conn: rss_after.saturating_sub(rss_before) as f64
+                / connected.max(1) as f64,
+            ..Outcome::default()
+        }
+    }
+
     /// Takes the workers' reports and derives the delivery and latency figures
     /// (`published`, `gateway_cpu_s` and `connected` are already set).
     async fn collect(&mut self, workers: Vec<WorkerProc>, channels: usize) {
@@ -504,26 +528,17 @@ pub async fn run(s: &Scenario) -> Outcome {
         let per_gw = s.conns / s.gateways;
         workers.extend(spawn_workers(gw.public, per_gw, &channels, s, &mut k).await);
     }
-    let (connected, failed, connect_s) = all_ready(&mut workers).await;
+    let ready = all_ready(&mut workers).await;
+    let connected = ready.0;
     for gw in &gws {
         let want = (connected / s.gateways as u64) as f64;
         gw.wait_metric_at_least("pushfleet_subscriptions", "", want)
             .await;
     }
-    // Measurement pacing, not synchronisation: let allocations settle before reading RSS.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after: u64 = gws.iter().map(|g| g.rss_kib()).sum();
-    let mut out = Outcome {
-        scenario: Some(s.clone()),
-        connected,
-        connect_failed: failed,
-        connect_s,
-        rss_before_kib: rss_before,
-        rss_after_kib: rss_after,
-        rss_idle_kib_per_conn: (rss_after.saturating_sub(rss_before)) as f64
-            / connected.max(1) as f64,
-        ..Outcome::default()
-    };
+    let mut out = Outcome::idle(s, ready, rss_before, || {
+        gws.iter().map(|g| g.rss_kib()).sum()
+    })
+    .await;
 
     if s.rate > 0 {
         let cpu0: f64 = gws.iter().map(|g| proc_cpu_s(g.pid())).sum();
@@ -658,21 +673,8 @@ async fn run_peer(s: &Scenario) -> Outcome {
         .collect();
     let rss_before = proc_rss_kib(pid);
     let mut workers = spawn_workers(addr, s.conns, &channels, s, &mut 0).await;
-    let (connected, failed, connect_s) = all_ready(&mut workers).await;
-    // Measurement pacing, not synchronisation: let allocations settle before reading RSS.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = proc_rss_kib(pid);
-    let mut out = Outcome {
-        scenario: Some(s.clone()),
-        connected,
-        connect_failed: failed,
-        connect_s,
-        rss_before_kib: rss_before,
-        rss_after_kib: rss_after,
-        rss_idle_kib_per_conn: rss_after.saturating_sub(rss_before) as f64
-            / connected.max(1) as f64,
-        ..Outcome::default()
-    };
+    let ready = all_ready(&mut workers).await;
+    let mut out = Outcome::idle(s, ready, rss_before, || proc_rss_kib(pid)).await;
     let cpu0 = proc_cpu_s(pid);
     let clients0: f64 = workers.iter().map(WorkerProc::cpu_s).sum();
     out.published = publisher(s, &[(addr, "/publish")], redis.as_ref(), &channels).await;
