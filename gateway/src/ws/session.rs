@@ -425,6 +425,20 @@ mod tests {
         f
     }
 
+    /// The next frame from the server, which must be text.
+    async fn next_text<S>(ws: &mut WebSocketStream<S>) -> String
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        ws.next()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_text()
+            .unwrap()
+            .to_string()
+    }
+
     fn close_code(payload: &[u8]) -> u16 {
         u16::from_be_bytes([payload[0], payload[1]])
     }
@@ -486,14 +500,7 @@ mod tests {
         let mut ws = WebSocketStream::from_raw_socket(c, Role::Client, None).await;
         use futures_util::SinkExt;
         // Bad name at connect: error frame, and the good one is not subscribed either.
-        let first = ws
-            .next()
-            .await
-            .unwrap()
-            .unwrap()
-            .into_text()
-            .unwrap()
-            .to_string();
+        let first = next_text(&mut ws).await;
         assert!(first.contains("\"invalid_channel\""), "{first}");
         ws.send(Message::text(r#"{"op":"ping","id":3}"#))
             .await
@@ -513,14 +520,7 @@ mod tests {
         );
         assert!(st.hub.has_subscribers("a"));
         ws.send(Message::text("{")).await.unwrap();
-        let err = ws
-            .next()
-            .await
-            .unwrap()
-            .unwrap()
-            .into_text()
-            .unwrap()
-            .to_string();
+        let err = next_text(&mut ws).await;
         assert!(err.contains("\"bad_request\""), "{err}");
     }
 }
