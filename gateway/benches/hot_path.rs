@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use gateway::encode::batch_frame;
 use gateway::hub::{Encoding, Frames, Hub};
 use gateway::metrics::Metrics;
-use gateway::ws::io::{Outbox, RawWrite};
+use gateway::ws::io::{Outbox, RawWrite, Socket};
 
 fn messages(n: usize) -> Vec<Bytes> {
     (0..n)
@@ -62,7 +62,10 @@ fn fanout(c: &mut Criterion) {
     let channel: Arc<str> = Arc::from("bench");
     let mut handles = Vec::new();
     for _ in 0..conns {
-        let h = hub.register(Encoding::Json, Arc::new(Outbox::new(Box::new(Sink), 64)));
+        let h = hub.register(
+            Encoding::Json,
+            Arc::new(Outbox::new(Socket::other(Sink), 64)),
+        );
         hub.subscribe(&h, std::slice::from_ref(&channel), 10)
             .expect("subscribe");
         handles.push(h);

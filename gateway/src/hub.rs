@@ -592,7 +592,7 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::io::RawWrite;
+    use crate::ws::io::{RawWrite, Socket};
     use std::time::Duration;
 
     /// A socket that records what is written, taking at most `budget` bytes.
@@ -632,7 +632,7 @@ mod tests {
 
     fn conn(hub: &Hub, enc: Encoding, budget: usize, max: usize) -> (ConnHandle, Arc<Rec>) {
         let r = rec(budget);
-        let c = hub.register(enc, Arc::new(Outbox::new(Box::new(r.clone()), max)));
+        let c = hub.register(enc, Arc::new(Outbox::new(Socket::other(r.clone()), max)));
         (c, r)
     }
 

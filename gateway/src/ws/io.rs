@@ -54,6 +54,49 @@ impl RawWrite for tokio::net::tcp::OwnedWriteHalf {
     }
 }
 
+/// The socket of an [`Outbox`]. A connection's TCP write half is kept inline, so the
+/// fan-out reaches the descriptor without going through a separate allocation or a
+/// virtual call first (one dependent cache miss less per connection and frame); any
+/// other [`RawWrite`] (the tests' in-memory sockets) is boxed.
+pub enum Socket {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    Other(Box<dyn RawWrite>),
+}
+
+impl Socket {
+    pub fn other(io: impl RawWrite) -> Socket {
+        Socket::Other(Box::new(io))
+    }
+
+    #[inline]
+    fn write_now(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(w) => w.write_now(buf),
+            Socket::Other(w) => w.write_now(buf),
+        }
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(w) => w.try_write(buf),
+            Socket::Other(w) => w.try_write(buf),
+        }
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Socket::Tcp(w) => w.poll_write_ready(cx),
+            Socket::Other(w) => w.poll_write_ready(cx),
+        }
+    }
+}
+
+impl From<tokio::net::tcp::OwnedWriteHalf> for Socket {
+    fn from(w: tokio::net::tcp::OwnedWriteHalf) -> Socket {
+        Socket::Tcp(w)
+    }
+}
+
 /// The outbound queue is full: the client is not reading.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Full;
@@ -79,13 +122,15 @@ struct State {
     broken: bool,
 }
 
-/// See the module docs.
+/// See the module docs. The fields the fan-out touches for every frame (the lock, the
+/// queue's length, the socket) come first and next to each other.
+#[repr(C)]
 pub struct Outbox {
-    io: Box<dyn RawWrite>,
     state: Mutex<State>,
+    io: Socket,
+    max_frames: usize,
     /// Wakes the connection's session when something was queued.
     pub queued: Notify,
-    max_frames: usize,
 }
 
 /// What one attempt to write the queue achieved.
@@ -99,7 +144,7 @@ pub enum Drain {
 }
 
 impl Outbox {
-    pub fn new(io: Box<dyn RawWrite>, max_frames: usize) -> Outbox {
+    pub fn new(io: Socket, max_frames: usize) -> Outbox {
         Outbox {
             io,
             state: Mutex::new(State::default()),
@@ -306,7 +351,7 @@ mod tests {
             budget: AtomicUsize::new(budget),
             written: Mutex::new(Vec::new()),
         });
-        (Outbox::new(Box::new(b.clone()), max), b)
+        (Outbox::new(Socket::other(b.clone()), max), b)
     }
 
     #[test]

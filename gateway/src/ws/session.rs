@@ -340,7 +340,7 @@ impl Session<'_> {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
-    use crate::ws::io::RawWrite;
+    use crate::ws::io::{RawWrite, Socket};
     use std::sync::Mutex;
     use std::task::{Context, Poll};
     use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
@@ -392,7 +392,7 @@ mod tests {
     fn start(st: &Arc<AppState>, p: SessionParams) -> (DuplexStream, tokio::task::JoinHandle<()>) {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let (r, w) = tokio::io::split(server);
-        let out = Arc::new(Outbox::new(Box::new(Pipe(Mutex::new(w))), 64));
+        let out = Arc::new(Outbox::new(Socket::other(Pipe(Mutex::new(w))), 64));
         let task = tokio::spawn(run(r, Bytes::new(), out, st.clone(), p));
         (client, task)
     }

@@ -256,7 +256,7 @@ fn accept(
                 // Not held until the session ends: this frees hyper's buffer now.
                 drop(read_buf);
                 let (r, w) = io.into_inner().into_split();
-                let out = Arc::new(Outbox::new(Box::new(w), state.cfg.queue_frames));
+                let out = Arc::new(Outbox::new(w.into(), state.cfg.queue_frames));
                 session::run(r, prefix, out, state, params).await;
             }
             Err(_) => {
