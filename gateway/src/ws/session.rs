@@ -1,9 +1,10 @@
 //! One WebSocket connection: a reader loop and a writer loop joined in one task.
 //!
-//! The writer owns the socket's write half: it writes the prebuilt frames of the bounded
-//! outbound queue (batches from the hub, replies from the reader) as they are, plus pings,
-//! tungstenite's own control replies (see [`super::io`]) and the close frame. The reader
-//! owns the read half through tungstenite: commands, the idle deadline, inbound limits.
+//! The writer drains the connection's outbox (which owns the socket): it writes the
+//! prebuilt frames of the bounded outbound queue (batches from the hub, replies from the
+//! reader) as they are, plus pings, tungstenite's own control replies (see [`super::io`])
+//! and the close frame. The reader reads the socket through tungstenite: commands, the
+//! idle deadline, inbound limits.
 //! Either side ends the connection through the shared [`ConnControl`]; the first close
 //! code wins.
 //!

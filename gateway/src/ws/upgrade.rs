@@ -255,8 +255,7 @@ fn accept(
                 let prefix = Bytes::copy_from_slice(&read_buf);
                 // Not held until the session ends: this frees hyper's buffer now.
                 drop(read_buf);
-                let (r, w) = io.into_inner().into_split();
-                let out = Arc::new(Outbox::new(w.into(), state.cfg.queue_frames));
+                let (out, r) = Outbox::tcp(io.into_inner(), state.cfg.queue_frames);
                 session::run(r, prefix, out, state, params).await;
             }
             Err(_) => {
