@@ -426,4 +426,46 @@ mod tests {
         assert!(matches!(o.drain(), Drain::Done));
         assert_eq!(&b.written.lock().unwrap()[..], b"1234C");
     }
+
+    /// The outbox's own TCP stream: the session's reads (through `TcpRead`) wait for the
+    /// peer and see its bytes and its end, while the outbox writes to the same socket.
+    #[tokio::test]
+    async fn tcp_read_and_outbox_share_one_stream() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::time::timeout;
+        const T: std::time::Duration = std::time::Duration::from_secs(10);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (out, mut read) = Outbox::tcp(server, 4);
+
+        // A read started before anything arrives is woken by the peer's bytes.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            let n = read.read(&mut buf).await.unwrap();
+            (read, buf[..n].to_vec())
+        });
+        tokio::task::yield_now().await;
+        peer.write_all(b"ping").await.unwrap();
+        let (mut read, got) = timeout(T, reader).await.expect("read woken").unwrap();
+        assert_eq!(got, b"ping");
+
+        assert_eq!(out.send(&Bytes::from_static(b"frame")), Ok(Sent::Written));
+        let mut buf = [0u8; 5];
+        timeout(T, peer.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"frame");
+
+        peer.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let n = timeout(T, read.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 0, "the peer's end is an end of stream");
+    }
 }
