@@ -190,13 +190,14 @@ fn name(r: &Outcome) -> String {
 
 fn summary_line(r: &Outcome) -> String {
     format!(
-        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, clients CPU {:.2} s, excess p99 {:.1} ms (gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch",
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p99 {:.1} ms (gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch",
         name(r),
         r.connected,
         r.connect_s,
         r.rss_idle_kib_per_conn,
         r.cpu_us_per_frame,
         r.cpu_ratio_to_bare.map(|x| format!(" ({x:.2}× bare)")).unwrap_or_default(),
+        r.cpu_s_per_million_messages,
         r.clients_cpu_s,
         r.excess_p99_ms,
         r.gateway_fanout_p99_ms,
@@ -246,8 +247,8 @@ fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
         "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `make bench` (`bench run --size {size}`, release build). Machine: {}.\n\n",
         machine()
     );
-    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes |\n");
-    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | CPU s per M msgs | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes |\n");
+    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in results {
         let bare = r
             .bare
@@ -261,7 +262,7 @@ fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
             .as_ref()
             .map_or("–".into(), |b| format!("{:.2}", b.cpu_us_per_write));
         s.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} |\n",
+            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {:.3} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} |\n",
             name(r),
             r.connected,
             r.connect_s,
@@ -270,6 +271,7 @@ fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
             r.messages_expected,
             r.frames_delivered,
             r.cpu_us_per_frame,
+            r.cpu_s_per_million_messages,
             bare,
             ratio,
             bare_raw,
