@@ -1,7 +1,9 @@
 //! `bench`: the load generator and benchmark driver (see `make bench`).
 //!
-//! - `bench run [--size full|quick|tiny] [--out DIR]`: runs the scenarios and writes
-//!   `DIR/<timestamp>.json`, `.md` and two SVG plots.
+//! - `bench run [--size full|quick|tiny] [--out DIR] [--only NAME] [--rate N] [--conns N]`:
+//!   runs the scenarios (those whose name contains NAME; `--rate`/`--conns` replace their
+//!   publish rate / connection count for an ad-hoc run) and writes
+//!   `DIR/<timestamp>-<size>.json`, `.md` and two SVG plots.
 //! - `bench worker …`: one client process (started by `run`).
 //! - `bench bare …`: the bare-write baseline server (started by `run`).
 
@@ -30,6 +32,13 @@ enum Cmd {
         /// Only the scenarios whose name contains this.
         #[arg(long)]
         only: Option<String>,
+        /// Publish at this many messages per second in every scenario that publishes
+        /// (an ad-hoc run; the report's command line says so).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Open this many connections in every scenario (an ad-hoc run).
+        #[arg(long)]
+        conns: Option<usize>,
     },
     /// A client process.
     Worker {
@@ -107,23 +116,64 @@ fn main() {
                 protocol,
             }));
         }
-        Cmd::Run { size, out, only } => {
+        Cmd::Run {
+            size,
+            out,
+            only,
+            rate,
+            conns,
+        } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(run(&size, &out, only.as_deref()));
+            rt.block_on(run(&size, &out, only.as_deref(), Overrides { rate, conns }));
         }
     }
 }
 
-async fn run(size: &str, out: &std::path::Path, only: Option<&str>) {
+/// Scenario settings replaced for an ad-hoc run (`bench run --rate/--conns`).
+#[derive(Clone, Copy, Default)]
+struct Overrides {
+    rate: Option<u32>,
+    conns: Option<usize>,
+}
+
+impl Overrides {
+    fn apply(self, s: &mut bench::Scenario) {
+        if let Some(r) = self.rate.filter(|_| s.rate > 0) {
+            s.rate = r;
+        }
+        if let Some(c) = self.conns {
+            s.conns = c;
+        }
+    }
+
+    /// The command that reproduces the run.
+    fn command(self, size: &str, only: Option<&str>) -> String {
+        let mut c = format!("bench run --size {size}");
+        if let Some(o) = only {
+            c.push_str(&format!(" --only {o}"));
+        }
+        if let Some(r) = self.rate {
+            c.push_str(&format!(" --rate {r}"));
+        }
+        if let Some(n) = self.conns {
+            c.push_str(&format!(" --conns {n}"));
+        }
+        c
+    }
+}
+
+async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overrides) {
     let mut results: Vec<Outcome> = Vec::new();
-    for s in bench::scenarios(size) {
+    let command = over.command(size, only);
+    for mut s in bench::scenarios(size) {
         if only.is_some_and(|o| !s.name.contains(o)) {
             continue;
         }
+        over.apply(&mut s);
         let r = bench::run(&s).await;
         eprintln!("{}", summary_line(&r));
         results.push(r);
@@ -135,7 +185,7 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>) {
         "when": stamp,
         "size": size,
         "machine": machine(),
-        "command": format!("bench run --size {size}"),
+        "command": command,
         "results": results,
     });
     std::fs::write(
@@ -143,7 +193,7 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>) {
         serde_json::to_string_pretty(&json).unwrap_or_default(),
     )
     .expect("write json");
-    let md = markdown(&stamp, size, &results);
+    let md = markdown(&stamp, size, &command, &results);
     std::fs::write(base.with_extension("md"), &md).expect("write md");
     let cdf: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
@@ -242,9 +292,9 @@ fn comparison(results: &[Outcome]) -> String {
     s
 }
 
-fn markdown(stamp: &str, size: &str, results: &[Outcome]) -> String {
+fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> String {
     let mut s = format!(
-        "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `make bench` (`bench run --size {size}`, release build). Machine: {}.\n\n",
+        "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `{command}` (release build). Machine: {}.\n\n",
         machine()
     );
     s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | CPU s per M msgs | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes |\n");
