@@ -626,6 +626,22 @@ fn node_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/node")
 }
 
+/// What `s` needs that this checkout lacks, said so that the reader can fix it (checked
+/// before a run starts, so a long run does not stop halfway).
+pub fn missing_prerequisite(s: &Scenario) -> Option<String> {
+    let peer = matches!(
+        s.server,
+        worker::Protocol::Socketio | worker::Protocol::Plain
+    );
+    let modules = node_dir().join("node_modules");
+    (peer && !modules.is_dir()).then(|| {
+        format!(
+            "{} is missing: run `npm ci --prefix bench/node` (make bench does)",
+            modules.display()
+        )
+    })
+}
+
 /// A peer scenario: the same load as Pushfleet's comparison scenario, on Socket.IO with
 /// its Redis adapter or on a plain Node `ws` broadcaster. Every message is its own frame
 /// there (neither merges), so the figure compared is messages delivered per CPU-second of

@@ -169,10 +169,15 @@ impl Overrides {
 async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overrides) {
     let mut results: Vec<Outcome> = Vec::new();
     let command = over.command(size, only);
-    for mut s in bench::scenarios(size) {
-        if only.is_some_and(|o| !s.name.contains(o)) {
-            continue;
-        }
+    let selected: Vec<bench::Scenario> = bench::scenarios(size)
+        .into_iter()
+        .filter(|s| only.is_none_or(|o| s.name.contains(o)))
+        .collect();
+    if let Some(why) = selected.iter().find_map(bench::missing_prerequisite) {
+        eprintln!("bench: {why}");
+        std::process::exit(2);
+    }
+    for mut s in selected {
         over.apply(&mut s);
         let r = bench::run(&s).await;
         eprintln!("{}", summary_line(&r));
