@@ -34,11 +34,12 @@ enum Cmd {
         only: Option<String>,
         /// Publish at this many messages per second in every scenario that publishes
         /// (an ad-hoc run; the report's command line says so).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         rate: Option<u32>,
-        /// Open this many connections in every scenario (an ad-hoc run).
-        #[arg(long)]
-        conns: Option<usize>,
+        /// Open this many connections in every scenario (an ad-hoc run; a gateway takes at
+        /// most 19,000).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=50_000))]
+        conns: Option<u64>,
     },
     /// A client process.
     Worker {
@@ -137,7 +138,7 @@ fn main() {
 #[derive(Clone, Copy, Default)]
 struct Overrides {
     rate: Option<u32>,
-    conns: Option<usize>,
+    conns: Option<u64>,
 }
 
 impl Overrides {
@@ -146,7 +147,7 @@ impl Overrides {
             s.rate = r;
         }
         if let Some(c) = self.conns {
-            s.conns = c;
+            s.conns = c as usize;
         }
     }
 
