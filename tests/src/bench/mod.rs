@@ -651,12 +651,11 @@ async fn run_peer(s: &Scenario) -> Outcome {
         worker::Protocol::Socketio => "socketio-server.js",
         _ => "ws-server.js",
     };
+    // `bench run` checks this before it starts; a direct caller gets the same words.
+    if let Some(why) = missing_prerequisite(s) {
+        panic!("{why}");
+    }
     let dir = node_dir();
-    assert!(
-        dir.join("node_modules").is_dir(),
-        "{}/node_modules is missing: run `npm ci --prefix bench/node` (make bench does)",
-        dir.display()
-    );
     let redis = if s.server == worker::Protocol::Socketio {
         Some(Redis::start().await)
     } else {
