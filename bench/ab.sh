@@ -8,6 +8,7 @@
 # target/release/gateway aside after each build). SCENARIO: as for `bench run --only`.
 # Prints each run's summary line, labelled A or B. target/release/gateway is restored
 # afterwards. Results land in ${AB_OUT:-/tmp/pushfleet-ab}, not in bench/results.
+# AB_SIZE=quick picks from the quick scenarios (e.g. fanout-3k); default full.
 set -eu
 [ $# -ge 3 ] || { sed -n '2,10p' "$0"; exit 2; }
 a=$1 b=$2 only=$3 rounds=${4:-2}
@@ -23,7 +24,7 @@ while [ "$i" -le "$rounds" ]; do
     for side in A B; do
         if [ "$side" = A ]; then src=$a; else src=$b; fi
         cp "$src" "$bin"
-        ./target/release/bench run --size full --only "$only" --out "${AB_OUT:-/tmp/pushfleet-ab}" 2>&1 |
+        ./target/release/bench run --size "${AB_SIZE:-full}" --only "$only" --out "${AB_OUT:-/tmp/pushfleet-ab}" 2>&1 |
             grep --line-buffered ': connected' | sed "s/^bench: /$side round $i: /"
     done
     i=$((i + 1))

@@ -19,7 +19,8 @@
 //!   [`flush`] + [`encode`]: one serialization per batch per encoding.
 //! - [`hub`]: shards, channel index, bounded per-connection queues.
 //! - [`ws`]: upgrade, outbox (direct writes), session (one loop per connection), commands.
-//! - [`api`]: HTTP routes; [`server`]: accept loops; [`shutdown`]: drain.
+//! - [`api`]: HTTP routes; [`server`]: accept loops (each connection's task in
+//!   [`repoll`]); [`shutdown`]: drain.
 //! - [`metrics`]: Prometheus registry passed to every part.
 
 pub mod api;
@@ -34,6 +35,7 @@ pub mod hub;
 pub mod limits;
 pub mod merger;
 pub mod metrics;
+pub mod repoll;
 pub mod server;
 pub mod shutdown;
 pub mod state;

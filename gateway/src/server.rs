@@ -62,7 +62,9 @@ pub async fn serve<F>(
         let ws = ws.clone();
         let stop = stop.clone();
         let opts = opts.clone();
-        tokio::spawn(async move {
+        // hyper wakes a connection's task from inside it once per request with a body:
+        // re-poll on the spot rather than through the scheduler (see `repoll`).
+        tokio::spawn(crate::repoll::absorb_self_wakes(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let mut svc = svc.clone();
                 match &ws {
@@ -97,6 +99,6 @@ pub async fn serve<F>(
                     let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
                 }
             }
-        });
+        }));
     }
 }
