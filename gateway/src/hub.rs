@@ -539,6 +539,12 @@ impl Hub {
     }
 }
 
+/// Connections a shard writes to before it lets the runtime run other tasks (~1–2 ms of
+/// writes). A fan-out to thousands of sockets would otherwise hold its worker thread for
+/// tens of milliseconds, and a publish arriving meanwhile (the first message of the next
+/// batch) would wait that long before its window even opened.
+pub const DELIVER_CHUNK: usize = 256;
+
 async fn shard_worker(
     state: Arc<Mutex<ShardState>>,
     mut rx: mpsc::Receiver<ShardMsg>,
@@ -546,7 +552,14 @@ async fn shard_worker(
 ) {
     while let Some(msg) = rx.recv().await {
         match msg {
-            ShardMsg::Deliver(d) => deliver(&state, &d, &metrics),
+            ShardMsg::Deliver(d) => {
+                let mut progress = Progress::default();
+                while deliver(&state, &d, &metrics, &mut progress) {
+                    // Lets the runtime poll its sockets (tokio runs a yielded task again
+                    // only after that), then resumes after the last connection written.
+                    tokio::task::yield_now().await;
+                }
+            }
             ShardMsg::Barrier(done) => {
                 let _ = done.send(());
             }
@@ -554,7 +567,18 @@ async fn shard_worker(
     }
 }
 
-fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
+/// How far one delivery got: connections are walked in id order, so it resumes after
+/// `after`. Connections that join the channel meanwhile with a higher id get the batch,
+/// those that leave do not: the same race as a subscribe during a delivery.
+#[derive(Default)]
+struct Progress {
+    after: Option<u64>,
+    frames: u64,
+}
+
+/// Writes `d` to the next [`DELIVER_CHUNK`] subscribers; `true` while some are left.
+fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics, p: &mut Progress) -> bool {
+    use std::ops::Bound::{Excluded, Unbounded};
     let st = lock(state);
     let (mut frames, mut bytes, mut queued) = (0u64, 0u64, 0u64);
     let mut offer = |entry: &Sub| {
@@ -576,26 +600,43 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics) {
             }
         }
     };
+    let range = (p.after.map_or(Unbounded, Excluded), Unbounded);
+    let mut walked = 0;
+    let mut last = None;
     if &*d.channel == BROADCAST {
-        st.conns.values().for_each(|e| offer(&e.sub));
+        for (id, e) in st.conns.range(range).take(DELIVER_CHUNK) {
+            offer(&e.sub);
+            (walked, last) = (walked + 1, Some(*id));
+        }
     } else if let Some(subs) = st.index.get(&d.channel) {
-        subs.values().for_each(&mut offer);
+        for (id, sub) in subs.range(range).take(DELIVER_CHUNK) {
+            offer(sub);
+            (walked, last) = (walked + 1, Some(*id));
+        }
     }
+    drop(st);
     metrics.frames_sent.inc_by(frames);
     metrics.bytes_sent.inc_by(bytes);
     metrics.frames_queued.inc_by(queued);
+    p.frames += frames;
+    if walked == DELIVER_CHUNK {
+        p.after = last;
+        return true;
+    }
     // Shards without a subscriber of the channel did no fan-out: nothing to observe.
-    if frames > 0 {
+    if p.frames > 0 {
         metrics
             .fanout_duration
             .observe(d.handed_off.elapsed().as_secs_f64());
     }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ws::io::{RawWrite, Socket};
+    use std::sync::atomic::AtomicBool;
     use std::time::Duration;
 
     /// A socket that records what is written, taking at most `budget` bytes.
@@ -701,15 +742,20 @@ mod tests {
         assert_eq!(hub.connection_count(), 7);
     }
 
-    /// Logs which connection wrote, in the order of the writes.
+    type WriteLog = Arc<Mutex<Vec<(usize, bool)>>>;
+
+    /// Logs which connection wrote, in the order of the writes, and whether `seen` was
+    /// set at the time.
     struct Order {
         n: usize,
-        log: Arc<Mutex<Vec<usize>>>,
+        log: WriteLog,
+        seen: Arc<AtomicBool>,
     }
 
     impl RawWrite for Order {
         fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
-            self.log.lock().unwrap().push(self.n);
+            let seen = self.seen.load(Ordering::SeqCst);
+            self.log.lock().unwrap().push((self.n, seen));
             Ok(buf.len())
         }
         fn poll_write_ready(
@@ -720,29 +766,64 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn fanout_writes_in_connection_order_whatever_the_subscription_order() {
-        let hub = Hub::new(1, Metrics::new());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let conns: Vec<ConnHandle> = (0..64)
-            .map(|n| {
+    /// `n` connections on a one-shard hub, subscribed to "a" in a scrambled order.
+    fn ordered_conns(
+        hub: &Hub,
+        n: usize,
+        log: &WriteLog,
+        seen: &Arc<AtomicBool>,
+    ) -> Vec<ConnHandle> {
+        let conns: Vec<ConnHandle> = (0..n)
+            .map(|i| {
                 let sock = Socket::other(Order {
-                    n,
+                    n: i,
                     log: log.clone(),
+                    seen: seen.clone(),
                 });
                 hub.register(Encoding::Json, Arc::new(Outbox::new(sock, 8)))
             })
             .collect();
-        // Subscribe in a scrambled order (a stride coprime with 64).
-        for k in 0..64 {
-            hub.subscribe(&conns[(k * 37) % 64], &[ch("a")], 10)
-                .unwrap();
+        // A stride coprime with every `n` used here (37 is prime).
+        for k in 0..n {
+            hub.subscribe(&conns[(k * 37) % n], &[ch("a")], 10).unwrap();
         }
+        conns
+    }
+
+    #[tokio::test]
+    async fn fanout_writes_in_connection_order_whatever_the_subscription_order() {
+        let hub = Hub::new(1, Metrics::new());
+        let (log, seen): (WriteLog, Arc<AtomicBool>) = Default::default();
+        let _conns = ordered_conns(&hub, 64, &log, &seen);
         hub.fanout(ch("a"), frames("A")).await;
         hub.fanout(ch("*"), frames("+")).await;
         hub.fanout_barrier().await;
-        let want: Vec<usize> = (0..64).chain(0..64).collect();
-        assert_eq!(*log.lock().unwrap(), want);
+        let order: Vec<usize> = log.lock().unwrap().iter().map(|w| w.0).collect();
+        assert_eq!(order, (0..64).chain(0..64).collect::<Vec<_>>());
+    }
+
+    /// A large fan-out lets other tasks run between chunks, and still reaches every
+    /// subscriber once, in order.
+    #[tokio::test]
+    async fn a_large_fanout_yields_between_chunks() {
+        let hub = Hub::new(1, Metrics::new());
+        let (log, seen): (WriteLog, Arc<AtomicBool>) = Default::default();
+        let n = 2 * DELIVER_CHUNK + 10;
+        let _conns = ordered_conns(&hub, n, &log, &seen);
+        hub.fanout(ch("a"), frames("A")).await;
+        // Queued behind the shard's task on this single-threaded runtime: it runs before
+        // the delivery ends only if the delivery yields.
+        let flag = seen.clone();
+        tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+        hub.fanout_barrier().await;
+        let log = log.lock().unwrap();
+        let order: Vec<usize> = log.iter().map(|w| w.0).collect();
+        assert_eq!(order, (0..n).collect::<Vec<_>>());
+        assert!(
+            !log[DELIVER_CHUNK - 1].1,
+            "the first chunk runs uninterrupted"
+        );
+        assert!(log[n - 1].1, "another task ran before the last chunk");
     }
 
     #[test]
