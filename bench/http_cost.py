@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Gateway CPU per `POST /api/publish`, one build against another.
+
+    python3 bench/http_cost.py [--requests N] [--rate R] [--rounds K] GATEWAY [GATEWAY ...]
+
+Starts each gateway binary in turn (embedded bus, no subscribers, free ports), publishes
+N small messages at R per second on one kept-open HTTP connection, and prints the
+gateway's CPU per request (its threads' `se.sum_exec_runtime` from /proc, as `bench run`
+reads it) and, when `perf` is installed, the futex calls it made. Builds alternate round
+by round, so drift of a shared machine hits them alike. Standard library only.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_s(pid):
+    total = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/sched") as f:
+                for line in f:
+                    if line.startswith("se.sum_exec_runtime"):
+                        total += float(line.split(":")[1]) / 1000.0
+                        break
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def publish(port, n, rate):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    start = time.monotonic()
+    for i in range(n):
+        body = json.dumps({"channel": "news", "data": {"i": i, "pad": "x" * 64}})
+        conn.request("POST", "/api/publish", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 202:
+            sys.exit(f"publish answered {resp.status}")
+        # Pacing of the load, not synchronisation: the next request's due time.
+        delay = start + (i + 1) / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    conn.close()
+
+
+def wait_ready(port, deadline_s=10.0):
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)  # polling interval while the gateway binds
+    sys.exit(f"gateway did not listen on {port} within {deadline_s} s")
+
+
+def one_run(binary, n, rate):
+    public, internal = free_port(), free_port()
+    gw = subprocess.Popen(
+        [binary, "--listen", f"127.0.0.1:{public}", "--internal-listen", f"127.0.0.1:{internal}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(internal)
+        publish(internal, 20, rate)  # warm-up
+        perf = None
+        if shutil.which("perf"):
+            perf = subprocess.Popen(
+                ["perf", "stat", "-x,", "-e", "syscalls:sys_enter_futex", "-p", str(gw.pid)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(0.2)  # let perf attach before the measured requests
+        before = cpu_s(gw.pid)
+        publish(internal, n, rate)
+        used = cpu_s(gw.pid) - before
+        futex = "-"
+        if perf:
+            perf.send_signal(2)
+            out = perf.communicate(timeout=10)[1]
+            for line in out.splitlines():
+                if "sys_enter_futex" in line:
+                    futex = line.split(",")[0]
+        return used * 1e6 / n, futex
+    finally:
+        gw.terminate()
+        gw.wait(timeout=30)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("gateways", nargs="+")
+    ap.add_argument("--requests", type=int, default=500)
+    ap.add_argument("--rate", type=float, default=100.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    if not (1 <= a.requests <= 100_000 and 0 < a.rate <= 10_000 and 1 <= a.rounds <= 20):
+        sys.exit("--requests 1..100000, --rate 0..10000, --rounds 1..20")
+    for r in range(1, a.rounds + 1):
+        for g in a.gateways:
+            us, futex = one_run(g, a.requests, a.rate)
+            print(f"round {r} {g}: {us:.1f} µs CPU per request, futex calls {futex}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
