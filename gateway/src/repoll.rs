@@ -4,9 +4,10 @@
 //! Why: hyper's HTTP/1 connection task wakes itself once per request with a body (its body
 //! channel wakes the connection's waker when the handler takes the chunk, and the handler
 //! runs inside that same task). Tokio treats a task that wakes itself as yielding: it goes
-//! to the back of the run queue and an idle worker thread is woken to steal it, a futex
-//! call and a thread wake-up per `POST /api/publish` that cost more CPU than the request.
-//! Wrapped, the wake is noted and the connection is polled once more on the spot.
+//! to the back of the run queue and an idle worker thread is woken to steal it: two futex
+//! calls and a second thread's wake-up per `POST /api/publish`, ~40 % of the request's
+//! gateway CPU on a 2-core VM (`bench/http_cost.py`, docs/PERFORMANCE.md). Wrapped, the
+//! wake is noted and the connection is polled once more on the spot.
 //!
 //! A wake from elsewhere (a socket, a timer, another task) while the future is not being
 //! polled goes straight to the task's own waker, as without the wrapper. A future that
