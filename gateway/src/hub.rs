@@ -609,26 +609,19 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics, p: &mut P
         }
     };
     let range = (p.after.map_or(Unbounded, Excluded), Unbounded);
-    let mut walked = 0;
-    let mut last = None;
-    if &*d.channel == BROADCAST {
-        for (id, e) in st.conns.range(range).take(DELIVER_CHUNK) {
-            offer(&e.sub);
-            (walked, last) = (walked + 1, Some(*id));
-        }
-    } else if let Some(subs) = st.index.get(&d.channel) {
-        for (id, sub) in subs.range(range).take(DELIVER_CHUNK) {
-            offer(sub);
-            (walked, last) = (walked + 1, Some(*id));
-        }
-    }
+    let more = if &*d.channel == BROADCAST {
+        offer_chunk(st.conns.range(range), |e| &e.sub, &mut offer)
+    } else {
+        let subs = st.index.get(&d.channel);
+        subs.and_then(|subs| offer_chunk(subs.range(range), |s| s, &mut offer))
+    };
     drop(st);
     metrics.frames_sent.inc_by(frames);
     metrics.bytes_sent.inc_by(bytes);
     metrics.frames_queued.inc_by(queued);
     p.frames += frames;
-    if walked == DELIVER_CHUNK {
-        p.after = last;
+    if more.is_some() {
+        p.after = more;
         return true;
     }
     // Shards without a subscriber of the channel did no fan-out: nothing to observe.
@@ -638,6 +631,21 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics, p: &mut P
             .observe(d.handed_off.elapsed().as_secs_f64());
     }
     false
+}
+
+/// Offers the frame to the next [`DELIVER_CHUNK`] entries of a table (the connection table
+/// for a broadcast, a channel's index otherwise). `Some(last id)` when the chunk was full.
+fn offer_chunk<'a, V: 'a>(
+    entries: impl Iterator<Item = (&'a u64, &'a V)>,
+    sub: impl Fn(&'a V) -> &'a Sub,
+    offer: &mut impl FnMut(&Sub),
+) -> Option<u64> {
+    let (mut walked, mut last) = (0, 0);
+    for (id, v) in entries.take(DELIVER_CHUNK) {
+        offer(sub(v));
+        (walked, last) = (walked + 1, *id);
+    }
+    (walked == DELIVER_CHUNK).then_some(last)
 }
 
 #[cfg(test)]
