@@ -39,10 +39,17 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
             "{name}: one serialization per batch"
         );
         assert!(r["gateway_cpu_s"].as_f64().unwrap() > 0.0, "{name}");
+        // Batches are told apart: several per run, each seen by every connection.
+        let per_batch = r["per_batch_excess_ms"].as_array().unwrap();
+        assert!(per_batch.len() >= 2, "{name}: {per_batch:?}");
     }
     assert!(
         results[0]["bare"]["cpu_us_per_write"].as_f64().unwrap() > 0.0,
         "baseline measured"
+    );
+    assert!(
+        results[0]["bare"]["per_round_ms"].as_array().unwrap().len() >= 2,
+        "the baseline's rounds told apart"
     );
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()

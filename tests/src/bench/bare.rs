@@ -22,6 +22,9 @@ pub struct BareReport {
     pub latency_p50_ms: f64,
     #[serde(default)]
     pub latency_p99_ms: f64,
+    /// Per round, in order: p50, p99 and max (ms), as the gateway's batches are reported.
+    #[serde(default)]
+    pub per_round_ms: Vec<[f64; 3]>,
 }
 
 /// Reads one HTTP upgrade request and answers 101 (blocking, 5 s at most).

@@ -82,6 +82,11 @@ pub struct Outcome {
     pub excess_p90_ms: f64,
     pub excess_p99_ms: f64,
     pub excess_max_ms: f64,
+    /// Per batch, in publish order: excess p50, p99 and max (ms) over the connections that
+    /// received it. One slow batch among ten sets the run's p99 on its own.
+    pub per_batch_excess_ms: Vec<[f64; 3]>,
+    /// The median of the batches' p99s: what a typical batch's tail was.
+    pub batch_p99_median_ms: f64,
     /// Gateway side: p99 of hand-off → a shard's last write, per shard and batch (upper
     /// bound of its histogram bucket).
     pub gateway_fanout_p99_ms: f64,
@@ -478,12 +483,16 @@ impl Outcome {
     async fn collect(&mut self, workers: Vec<WorkerProc>, channels: usize) {
         let mut excess = Histogram::default();
         let mut latency = Histogram::default();
+        let mut per_batch = std::collections::BTreeMap::<u64, Histogram>::new();
         for w in workers {
             let r = w.report().await;
             self.messages_delivered += r.messages;
             self.frames_delivered += r.frames;
             excess.merge(&r.batch_excess);
             latency.merge(&r.message_latency);
+            for (ts, h) in &r.per_batch {
+                per_batch.entry(*ts).or_default().merge(h);
+            }
         }
         let per_channel = self.connected as f64 / channels.max(1) as f64;
         self.messages_expected = (self.published as f64 * per_channel).round() as u64;
@@ -495,10 +504,25 @@ impl Outcome {
         self.excess_p90_ms = ms(excess.quantile(0.90));
         self.excess_p99_ms = ms(excess.quantile(0.99));
         self.excess_max_ms = ms(excess.max_us);
+        self.per_batch_excess_ms = per_batch.values().map(spread_ms).collect();
+        self.batch_p99_median_ms = median_p99(&self.per_batch_excess_ms);
         self.latency_p50_ms = ms(latency.quantile(0.50));
         self.latency_p99_ms = ms(latency.quantile(0.99));
         self.message_latency = latency;
     }
+}
+
+/// p50, p99 and max of one batch's (or one bare round's) histogram, ms.
+fn spread_ms(h: &Histogram) -> [f64; 3] {
+    let ms = |us: u64| us as f64 / 1000.0;
+    [ms(h.quantile(0.50)), ms(h.quantile(0.99)), ms(h.max_us)]
+}
+
+/// The median of per-batch p99s (`[p50, p99, max]` rows); 0 without batches.
+pub fn median_p99(rows: &[[f64; 3]]) -> f64 {
+    let mut p99s: Vec<f64> = rows.iter().map(|b| b[1]).collect();
+    p99s.sort_by(f64::total_cmp);
+    p99s.get(p99s.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Runs one scenario end to end.
@@ -753,13 +777,19 @@ pub async fn baseline(
         .and_then(|l| l.ok().flatten())
         .unwrap_or_default();
     let mut seen = Histogram::default();
+    let mut rounds = std::collections::BTreeMap::<u64, Histogram>::new();
     for r in readers {
-        seen.merge(&r.report().await.batch_excess);
+        let r = r.report().await;
+        seen.merge(&r.batch_excess);
+        for (ts, h) in &r.per_batch {
+            rounds.entry(*ts).or_default().merge(h);
+        }
     }
     let mut report: bare::BareReport = serde_json::from_str(&line).unwrap_or_default();
     if websocket {
         report.latency_p50_ms = seen.quantile(0.50) as f64 / 1000.0;
         report.latency_p99_ms = seen.quantile(0.99) as f64 / 1000.0;
+        report.per_round_ms = rounds.values().map(spread_ms).collect();
     }
     report
 }
@@ -902,5 +932,25 @@ mod cpu_tests {
             (precise - ticks).abs() < 0.1,
             "precise {precise} vs ticks {ticks}"
         );
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_spread_and_the_median_of_batch_tails() {
+        let mut h = Histogram::default();
+        for us in 1..=1_000u64 {
+            h.record(us * 100);
+        }
+        let [p50, p99, max] = spread_ms(&h);
+        assert!((p50 - 50.0).abs() < 1.5, "{p50}");
+        assert!((p99 - 99.0).abs() < 2.5, "{p99}");
+        assert_eq!(max, 100.0);
+        let rows = [[1.0, 30.0, 31.0], [1.0, 10.0, 11.0], [1.0, 500.0, 501.0]];
+        assert_eq!(median_p99(&rows), 30.0, "one slow batch does not move it");
+        assert_eq!(median_p99(&[]), 0.0);
     }
 }

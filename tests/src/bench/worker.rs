@@ -6,6 +6,7 @@
 //! every connection is up, then on a `report` line on stdin prints one JSON line of
 //! [`WorkerReport`] and exits.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +31,15 @@ pub struct WorkerReport {
     pub batch_excess: Histogram,
     /// Per message: receive time − its publish time, µs.
     pub message_latency: Histogram,
+    /// `batch_excess` split by batch (keyed by the batch's first publish time, µs), for
+    /// the first [`TRACKED_BATCHES`] batches: shows whether a tail is every batch's or one
+    /// batch's.
+    #[serde(default)]
+    pub per_batch: BTreeMap<u64, Histogram>,
 }
+
+/// Batches a worker keeps a histogram of its own for (later ones count only in the total).
+pub const TRACKED_BATCHES: usize = 256;
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -87,7 +96,27 @@ struct Shared {
     frames: AtomicU64,
     messages: AtomicU64,
     closed: AtomicU64,
-    hist: Mutex<(Histogram, Histogram)>,
+    hist: Mutex<Hists>,
+}
+
+/// What the connections record into: per-batch excess, per-message latency, per batch.
+#[derive(Default)]
+struct Hists {
+    excess: Histogram,
+    latency: Histogram,
+    per_batch: BTreeMap<u64, Histogram>,
+}
+
+impl Hists {
+    fn batch(&mut self, first_ts: u64, excess_us: u64) {
+        self.excess.record(excess_us);
+        if self.per_batch.len() < TRACKED_BATCHES || self.per_batch.contains_key(&first_ts) {
+            self.per_batch
+                .entry(first_ts)
+                .or_default()
+                .record(excess_us);
+        }
+    }
 }
 
 /// Pulls every `"ts_us":<digits>` out of a batch frame without a full JSON parse (this
@@ -140,6 +169,10 @@ fn batch_scheduling() {
         );
     }
 }
+
+/// Each connection's read buffer, allocated at connect: a whole batch frame of the
+/// standard scenarios (≤ 11 KB) per `read`. Larger frames grow it.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// Largest frame a worker accepts (batches are far smaller).
 const MAX_FRAME: usize = 4 << 20;
@@ -224,6 +257,10 @@ async fn run_ws(
     }
     // `buf[..filled]` holds unparsed bytes; `message` collects fragments.
     let mut filled = buf.len();
+    // The whole read buffer now, while connecting: growing it at the first batch would put
+    // 15,000 allocations and their page faults into the first fan-out's latency (these
+    // processes share the gateway's cores).
+    buf.resize(filled.max(READ_BUFFER), 0);
     let mut message: Vec<u8> = Vec::new();
     loop {
         while let Some((fin, op, head, len)) = frame_header(&buf[..filled]) {
@@ -317,19 +354,20 @@ fn record(frame: &[u8], args: &WorkerArgs, sampled: bool, shared: &Shared) {
     // from the batch size. The worker runs on a current-thread runtime: this lock is
     // never contended.
     let mut h = shared.hist.lock().unwrap_or_else(|e| e.into_inner());
+    let excess = |ts: u64| now.saturating_sub(ts).saturating_sub(args.window_us);
     if sampled {
         let mut first = true;
         for ts in timestamps(frame) {
             shared.messages.fetch_add(1, Ordering::Relaxed);
-            h.1.record(now.saturating_sub(ts));
+            h.latency.record(now.saturating_sub(ts));
             if first {
-                h.0.record(now.saturating_sub(ts).saturating_sub(args.window_us));
+                h.batch(ts, excess(ts));
                 first = false;
             }
         }
     } else {
         if let Some(ts) = timestamps(frame).next() {
-            h.0.record(now.saturating_sub(ts).saturating_sub(args.window_us));
+            h.batch(ts, excess(ts));
         }
         shared
             .messages
@@ -401,10 +439,11 @@ pub async fn run(args: WorkerArgs) {
             break;
         }
     }
-    let (batch_excess, message_latency) = {
-        let h = shared.hist.lock().unwrap_or_else(|e| e.into_inner());
-        h.clone()
-    };
+    let Hists {
+        excess: batch_excess,
+        latency: message_latency,
+        per_batch,
+    } = std::mem::take(&mut *shared.hist.lock().unwrap_or_else(|e| e.into_inner()));
     let report = WorkerReport {
         connected,
         failed,
@@ -414,6 +453,7 @@ pub async fn run(args: WorkerArgs) {
         closed: shared.closed.load(Ordering::Relaxed),
         batch_excess,
         message_latency,
+        per_batch,
     };
     println!("{}", serde_json::to_string(&report).unwrap_or_default());
     std::process::exit(0);
@@ -437,6 +477,25 @@ mod tests {
         let t = r#"{"op":"batch","channel":"c","messages":[{"ts_us":12,"pad":"x"},{"ts_us":345}]}"#;
         assert_eq!(timestamps(t.as_bytes()).collect::<Vec<_>>(), vec![12, 345]);
         assert_eq!(count_messages(br#"[{"seq":1},{"seq":2}]"#), 2);
+    }
+
+    #[test]
+    fn tracks_each_batch_apart_up_to_a_bound() {
+        let mut h = Hists::default();
+        h.batch(100, 5_000);
+        h.batch(100, 9_000);
+        h.batch(200, 1_000);
+        assert_eq!(h.excess.total, 3);
+        assert_eq!(h.per_batch.len(), 2);
+        assert_eq!(h.per_batch[&100].total, 2);
+        assert_eq!(h.per_batch[&100].max_us, 9_000);
+        for ts in 0..2 * TRACKED_BATCHES as u64 {
+            h.batch(1_000 + ts, 10);
+        }
+        assert_eq!(h.per_batch.len(), TRACKED_BATCHES, "bounded");
+        h.batch(100, 20_000);
+        assert_eq!(h.per_batch[&100].total, 3, "a tracked batch still counts");
+        assert_eq!(h.excess.total, 4 + 2 * TRACKED_BATCHES as u64);
     }
 
     #[test]

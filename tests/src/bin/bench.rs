@@ -244,9 +244,28 @@ fn name(r: &Outcome) -> String {
         .unwrap_or_default()
 }
 
+/// `", worst: batch k of n, p99 … ms"` when batches were told apart.
+fn worst_batch(r: &Outcome) -> String {
+    let worst = r
+        .per_batch_excess_ms
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1[1].total_cmp(&b.1[1]));
+    worst
+        .map(|(i, b)| {
+            format!(
+                ", worst: batch {} of {}, p99 {:.1} ms",
+                i + 1,
+                r.per_batch_excess_ms.len(),
+                b[1]
+            )
+        })
+        .unwrap_or_default()
+}
+
 fn summary_line(r: &Outcome) -> String {
     format!(
-        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p99 {:.1} ms (gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch",
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p99 {:.1} ms (median batch's p99 {:.1} ms{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch",
         name(r),
         r.connected,
         r.connect_s,
@@ -256,10 +275,12 @@ fn summary_line(r: &Outcome) -> String {
         r.cpu_s_per_million_messages,
         r.clients_cpu_s,
         r.excess_p99_ms,
+        r.batch_p99_median_ms,
+        worst_batch(r),
         r.gateway_fanout_p99_ms,
         r.bare
             .as_ref()
-            .map(|b| format!("; bare write to the same readers: p50 {:.1} ms, p99 {:.1} ms", b.latency_p50_ms, b.latency_p99_ms))
+            .map(|b| format!("; bare write to the same readers: p50 {:.1} ms, p99 {:.1} ms, median round's p99 {:.1} ms", b.latency_p50_ms, b.latency_p99_ms, bench::median_p99(&b.per_round_ms)))
             .unwrap_or_default(),
         r.messages_delivered,
         r.messages_expected,
@@ -341,7 +362,45 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
         ));
     }
     s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections under SCHED_BATCH.\n");
+    s.push_str(&by_batch(results));
     s.push_str(&comparison(results));
+    s
+}
+
+/// Each batch's p99 excess next to each bare round's p99, for the scenarios with a
+/// baseline: whether a run's p99 is every batch's tail or one slow batch's.
+fn by_batch(results: &[Outcome]) -> String {
+    let rows: Vec<&Outcome> = results
+        .iter()
+        .filter(|r| r.bare.is_some() && !r.per_batch_excess_ms.is_empty())
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let p99s = |v: &[[f64; 3]]| {
+        v.iter()
+            .map(|b| format!("{:.0}", b[1]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = String::from(
+        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order, and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | bare write, per round | median |\n| --- | --- | ---: | --- | ---: |\n",
+    );
+    for r in rows {
+        let bare = r
+            .bare
+            .as_ref()
+            .map(|b| b.per_round_ms.as_slice())
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "| {} | {} | {:.1} | {} | {:.1} |\n",
+            name(r),
+            p99s(&r.per_batch_excess_ms),
+            r.batch_p99_median_ms,
+            p99s(bare),
+            bench::median_p99(bare),
+        ));
+    }
     s
 }
 
