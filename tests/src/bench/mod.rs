@@ -87,6 +87,9 @@ pub struct Outcome {
     pub per_batch_excess_ms: Vec<[f64; 3]>,
     /// The median of the batches' p99s: what a typical batch's tail was.
     pub batch_p99_median_ms: f64,
+    /// One channel on one gateway: (gateway + clients CPU) per batch ÷ the machine's
+    /// cores, ms. Where they share the cores, no batch can reach its last client sooner.
+    pub batch_cpu_floor_ms: Option<f64>,
     /// Gateway side: p99 of hand-off → a shard's last write, per shard and batch (upper
     /// bound of its histogram bucket).
     pub gateway_fanout_p99_ms: f64,
@@ -587,6 +590,11 @@ pub async fn run(s: &Scenario) -> Outcome {
             sum_metric(&gws, "pushfleet_serializations_total", "encoding=\"json\"").await - ser0;
         out.batches = batches(&gws).await - batches0;
         out.serializations_per_batch = out.serializations / out.batches.max(1.0);
+        if s.channels <= 1 && s.gateways == 1 && s.window_ms > 0 && out.batches > 0.0 {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            out.batch_cpu_floor_ms =
+                Some((out.gateway_cpu_s + out.clients_cpu_s) / out.batches / cores * 1000.0);
+        }
         out.avg_frame_bytes = bytes / out.gateway_frames_sent.max(1.0);
         out.cpu_us_per_frame = out.gateway_cpu_s * 1e6 / out.gateway_frames_sent.max(1.0);
         out.frames_queued = sum_metric(&gws, "pushfleet_frames_queued_total", "").await - queued0;

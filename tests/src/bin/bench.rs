@@ -253,19 +253,20 @@ fn worst_batch(r: &Outcome) -> String {
         .max_by(|a, b| a.1[1].total_cmp(&b.1[1]));
     worst
         .map(|(i, b)| {
-            format!(
-                ", worst: batch {} of {}, p99 {:.1} ms",
-                i + 1,
-                r.per_batch_excess_ms.len(),
-                b[1]
-            )
+            let n = r.per_batch_excess_ms.len();
+            let of = if n >= tests::bench::worker::TRACKED_BATCHES {
+                format!("the first {n}")
+            } else {
+                n.to_string()
+            };
+            format!(", worst: batch {} of {of}, p99 {:.1} ms", i + 1, b[1])
         })
         .unwrap_or_default()
 }
 
 fn summary_line(r: &Outcome) -> String {
     format!(
-        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p99 {:.1} ms (median batch's p99 {:.1} ms{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch",
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p99 {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch",
         name(r),
         r.connected,
         r.connect_s,
@@ -277,6 +278,9 @@ fn summary_line(r: &Outcome) -> String {
         r.excess_p99_ms,
         r.batch_p99_median_ms,
         worst_batch(r),
+        r.batch_cpu_floor_ms
+            .map(|f| format!("; gateway + clients CPU per batch ÷ cores: {f:.1} ms"))
+            .unwrap_or_default(),
         r.gateway_fanout_p99_ms,
         r.bare
             .as_ref()
@@ -384,7 +388,7 @@ fn by_batch(results: &[Outcome]) -> String {
             .join(", ")
     };
     let mut s = String::from(
-        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order, and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | bare write, per round | median |\n| --- | --- | ---: | --- | ---: |\n",
+        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order; all the CPU gateway and clients spent per batch spread over the machine's cores (no batch can reach its last client sooner while they share the cores); and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | (gateway + clients CPU) per batch ÷ cores | bare write, per round | median |\n| --- | --- | ---: | ---: | --- | ---: |\n",
     );
     for r in rows {
         let bare = r
@@ -393,10 +397,12 @@ fn by_batch(results: &[Outcome]) -> String {
             .map(|b| b.per_round_ms.as_slice())
             .unwrap_or_default();
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {} | {:.1} |\n",
+            "| {} | {} | {:.1} | {} | {} | {:.1} |\n",
             name(r),
             p99s(&r.per_batch_excess_ms),
             r.batch_p99_median_ms,
+            r.batch_cpu_floor_ms
+                .map_or("–".into(), |f| format!("{f:.1}")),
             p99s(bare),
             bench::median_p99(bare),
         ));
