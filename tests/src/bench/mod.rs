@@ -10,6 +10,7 @@ pub mod hist;
 pub mod svg;
 pub mod worker;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -486,16 +487,14 @@ impl Outcome {
     async fn collect(&mut self, workers: Vec<WorkerProc>, channels: usize) {
         let mut excess = Histogram::default();
         let mut latency = Histogram::default();
-        let mut per_batch = std::collections::BTreeMap::<u64, Histogram>::new();
+        let mut per_batch = BTreeMap::<u64, Histogram>::new();
         for w in workers {
             let r = w.report().await;
             self.messages_delivered += r.messages;
             self.frames_delivered += r.frames;
             excess.merge(&r.batch_excess);
             latency.merge(&r.message_latency);
-            for (ts, h) in &r.per_batch {
-                per_batch.entry(*ts).or_default().merge(h);
-            }
+            merge_by_batch(&mut per_batch, &r.per_batch);
         }
         let per_channel = self.connected as f64 / channels.max(1) as f64;
         self.messages_expected = (self.published as f64 * per_channel).round() as u64;
@@ -512,6 +511,13 @@ impl Outcome {
         self.latency_p50_ms = ms(latency.quantile(0.50));
         self.latency_p99_ms = ms(latency.quantile(0.99));
         self.message_latency = latency;
+    }
+}
+
+/// Adds one worker's per-batch histograms to those of the others.
+fn merge_by_batch(into: &mut BTreeMap<u64, Histogram>, from: &BTreeMap<u64, Histogram>) {
+    for (ts, h) in from {
+        into.entry(*ts).or_default().merge(h);
     }
 }
 
@@ -785,13 +791,11 @@ pub async fn baseline(
         .and_then(|l| l.ok().flatten())
         .unwrap_or_default();
     let mut seen = Histogram::default();
-    let mut rounds = std::collections::BTreeMap::<u64, Histogram>::new();
+    let mut rounds = BTreeMap::<u64, Histogram>::new();
     for r in readers {
         let r = r.report().await;
         seen.merge(&r.batch_excess);
-        for (ts, h) in &r.per_batch {
-            rounds.entry(*ts).or_default().merge(h);
-        }
+        merge_by_batch(&mut rounds, &r.per_batch);
     }
     let mut report: bare::BareReport = serde_json::from_str(&line).unwrap_or_default();
     if websocket {
