@@ -69,13 +69,19 @@ def wait_ready(port, deadline_s=10.0):
     sys.exit(f"gateway did not listen on {port} within {deadline_s} s")
 
 
-def one_run(binary, n, rate):
+def start_gateway(binary, *extra):
+    """A gateway process on free ports: (process, public port, internal port)."""
     public, internal = free_port(), free_port()
     gw = subprocess.Popen(
-        [binary, "--listen", f"127.0.0.1:{public}", "--internal-listen", f"127.0.0.1:{internal}"],
+        [binary, "--listen", f"127.0.0.1:{public}", "--internal-listen", f"127.0.0.1:{internal}", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return gw, public, internal
+
+
+def one_run(binary, n, rate):
+    gw, _, internal = start_gateway(binary)
     try:
         wait_ready(internal)
         publish(internal, 20, rate)  # warm-up

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from http_cost import cpu_s, free_port, wait_ready
+from http_cost import cpu_s, free_port, start_gateway, wait_ready
 
 PATTERNS = [(1, 0.010), (5, 0.050), (20, 0.200)]  # (messages per burst, seconds between)
 
@@ -89,20 +89,7 @@ def wait_subscribed(port, deadline_s=10.0):
 
 
 def one_run(binary, redis_port, total):
-    public, internal = free_port(), free_port()
-    gw = subprocess.Popen(
-        [
-            binary,
-            "--listen",
-            f"127.0.0.1:{public}",
-            "--internal-listen",
-            f"127.0.0.1:{internal}",
-            "--redis-url",
-            f"redis://127.0.0.1:{redis_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    gw, public, internal = start_gateway(binary, "--redis-url", f"redis://127.0.0.1:{redis_port}")
     try:
         wait_ready(internal)
         wait_subscribed(public)
