@@ -11,6 +11,7 @@ by round, so drift of a shared machine hits them alike. Standard library only.
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -69,20 +70,25 @@ def wait_ready(port, deadline_s=10.0):
     sys.exit(f"gateway did not listen on {port} within {deadline_s} s")
 
 
-def start_gateway(binary, *extra):
-    """A gateway process on free ports: (process, public port, internal port)."""
+@contextlib.contextmanager
+def gateway(binary, *extra):
+    """A gateway process on free ports, as (process, public port, internal port); ended
+    when the block leaves."""
     public, internal = free_port(), free_port()
     gw = subprocess.Popen(
         [binary, "--listen", f"127.0.0.1:{public}", "--internal-listen", f"127.0.0.1:{internal}", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return gw, public, internal
+    try:
+        yield gw, public, internal
+    finally:
+        gw.terminate()
+        gw.wait(timeout=30)
 
 
 def one_run(binary, n, rate):
-    gw, _, internal = start_gateway(binary)
-    try:
+    with gateway(binary) as (gw, _, internal):
         wait_ready(internal)
         publish(internal, 20, rate)  # warm-up
         perf = None
@@ -104,9 +110,6 @@ def one_run(binary, n, rate):
                 if "sys_enter_futex" in line:
                     futex = line.split(",")[0]
         return used * 1e6 / n, futex
-    finally:
-        gw.terminate()
-        gw.wait(timeout=30)
 
 
 def main():

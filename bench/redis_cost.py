@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from http_cost import cpu_s, free_port, start_gateway, wait_ready
+from http_cost import cpu_s, free_port, gateway, wait_ready
 
 PATTERNS = [(1, 0.010), (5, 0.050), (20, 0.200)]  # (messages per burst, seconds between)
 
@@ -89,16 +89,12 @@ def wait_subscribed(port, deadline_s=10.0):
 
 
 def one_run(binary, redis_port, total):
-    gw, public, internal = start_gateway(binary, "--redis-url", f"redis://127.0.0.1:{redis_port}")
-    try:
+    with gateway(binary, "--redis-url", f"redis://127.0.0.1:{redis_port}") as (gw, public, internal):
         wait_ready(internal)
         wait_subscribed(public)
         with socket.create_connection(("127.0.0.1", redis_port), timeout=5) as conn:
             run_pattern(conn, gw.pid, 20, 1, 0.01)  # warm-up
             return [run_pattern(conn, gw.pid, total, b, g) for b, g in PATTERNS]
-    finally:
-        gw.terminate()
-        gw.wait(timeout=30)
 
 
 def main():
