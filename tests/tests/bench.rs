@@ -62,5 +62,18 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     );
     assert!(names.iter().any(|n| n.ends_with("-cpu.svg")), "{names:?}");
     assert!(names.iter().any(|n| n.ends_with(".md")), "{names:?}");
+    // The scenario with a baseline is a point on the by-connection-count plots.
+    for suffix in ["-cpu-by-conns.svg", "-p99-by-conns.svg"] {
+        let f = names
+            .iter()
+            .find(|n| n.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix}: {names:?}"));
+        let svg = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(svg.contains("<circle "), "{f}: a point per series");
+        assert!(svg.contains(">50<"), "{f}: the fanout's 50 connections");
+    }
+    let md = names.iter().find(|n| n.ends_with(".md")).unwrap();
+    let md = std::fs::read_to_string(out.join(md)).unwrap();
+    assert!(md.contains("## By connection count"), "{md}");
     let _ = std::fs::remove_dir_all(&out);
 }

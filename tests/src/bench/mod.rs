@@ -25,6 +25,9 @@ use crate::{Gateway, Redis};
 use hist::Histogram;
 use worker::{now_us, WorkerReport};
 
+/// Padding bytes in the standard message (`Scenario::payload`).
+pub const STANDARD_PAYLOAD: usize = 64;
+
 /// Most connections one worker process opens (one process may hold ~20,000 files).
 const PER_WORKER: usize = 5_000;
 
@@ -826,7 +829,7 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         duration_s,
         window_ms,
         via_redis,
-        payload: 64,
+        payload: STANDARD_PAYLOAD,
         baseline,
         server: worker::Protocol::Pushfleet,
         redis_bus: false,
@@ -881,6 +884,10 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         .collect(),
         _ => vec![
             sc("idle-15k", 1, 15_000, 1, 0, 0, 1000, false, false),
+            // CPU per frame and latency against connection count (the same load, shorter).
+            sc("fanout-1k", 1, 1_000, 1, 100, 5, 1000, false, true),
+            sc("fanout-3k", 1, 3_000, 1, 100, 5, 1000, false, true),
+            sc("fanout-7.5k", 1, 7_500, 1, 100, 5, 1000, false, true),
             sc("fanout-15k", 1, 15_000, 1, 100, 10, 1000, false, true),
             // The same with the smallest messages the bench sends (timestamp and sequence
             // number only): how latency at 15k depends on the frame size.

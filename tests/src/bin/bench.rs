@@ -228,13 +228,113 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
         svg::cpu_per_frame(&cpu),
     )
     .expect("write svg");
+    let sweep = sweep(&results);
+    let cpu_by_conns = svg::by_connections(
+        "Gateway CPU per delivered frame, by connection count",
+        "µs of CPU per frame",
+        &[
+            (
+                "gateway".into(),
+                sweep
+                    .iter()
+                    .map(|r| (r.connected as f64, r.cpu_us_per_frame))
+                    .collect(),
+            ),
+            (
+                "bare socket write, same run".into(),
+                sweep
+                    .iter()
+                    .filter_map(|r| Some((r.connected as f64, r.bare.as_ref()?.cpu_us_per_write)))
+                    .collect(),
+            ),
+        ],
+        None,
+    );
+    std::fs::write(format!("{}-cpu-by-conns.svg", base.display()), cpu_by_conns)
+        .expect("write svg");
+    let p99_by_conns = svg::by_connections(
+        "p99 latency excess (window excluded), by connection count",
+        "ms",
+        &[
+            (
+                "gateway".into(),
+                sweep
+                    .iter()
+                    .map(|r| (r.connected as f64, r.excess_p99_ms))
+                    .collect(),
+            ),
+            (
+                "bare socket write to the same readers".into(),
+                sweep
+                    .iter()
+                    .filter_map(|r| Some((r.connected as f64, r.bare.as_ref()?.latency_p99_ms)))
+                    .collect(),
+            ),
+            (
+                "(gateway + clients CPU) per batch ÷ cores".into(),
+                sweep
+                    .iter()
+                    .filter_map(|r| Some((r.connected as f64, r.batch_cpu_floor_ms?)))
+                    .collect(),
+            ),
+        ],
+        Some((100.0, "goal at 15,000 connections: 100 ms")),
+    );
+    std::fs::write(format!("{}-p99-by-conns.svg", base.display()), p99_by_conns)
+        .expect("write svg");
     println!("{md}");
     println!(
-        "written: {}.{{json,md}}, {}-latency.svg, {}-cpu.svg",
-        base.display(),
-        base.display(),
-        base.display()
+        "written: {b}.{{json,md}}, {b}-latency.svg, {b}-cpu.svg, {b}-cpu-by-conns.svg, {b}-p99-by-conns.svg",
+        b = base.display(),
     );
+}
+
+/// The runs that differ only in connection count: one gateway, one channel, the standard
+/// message, a merge window and a bare-write baseline (fanout-1k … fanout-15k), by
+/// connections.
+fn sweep(results: &[Outcome]) -> Vec<&Outcome> {
+    let mut v: Vec<&Outcome> = results
+        .iter()
+        .filter(|r| {
+            r.scenario.as_ref().is_some_and(|s| {
+                s.server == bench::worker::Protocol::Pushfleet
+                    && s.baseline
+                    && s.gateways == 1
+                    && s.channels <= 1
+                    && s.window_ms > 0
+                    && s.payload == bench::STANDARD_PAYLOAD
+            }) && r.gateway_frames_sent > 0.0
+        })
+        .collect();
+    v.sort_by_key(|r| r.connected);
+    v
+}
+
+/// The [`sweep`] as a table: how CPU per frame and the p99 move with connections.
+fn by_connections(results: &[Outcome]) -> String {
+    let rows = sweep(results);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## By connection count\n\nThe same load (one gateway, one channel, the standard message, HTTP publishing) at each connection count, each with its own bare-write baseline (plots: `-cpu-by-conns.svg`, `-p99-by-conns.svg`).\n\n| scenario | conns | CPU µs/frame | bare µs/write | ratio | excess p99 ms | median batch p99 ms | (gateway + clients CPU) per batch ÷ cores, ms | bare write p99 ms |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let opt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {} |\n",
+            name(r),
+            r.connected,
+            r.cpu_us_per_frame,
+            opt(r.bare.as_ref().map(|b| b.cpu_us_per_write)),
+            opt(r.cpu_ratio_to_bare),
+            r.excess_p99_ms,
+            r.batch_p99_median_ms,
+            opt(r.batch_cpu_floor_ms),
+            opt(r.bare.as_ref().map(|b| b.latency_p99_ms)),
+        ));
+    }
+    s
 }
 
 fn name(r: &Outcome) -> String {
@@ -366,6 +466,7 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
         ));
     }
     s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections under SCHED_BATCH.\n");
+    s.push_str(&by_connections(results));
     s.push_str(&by_batch(results));
     s.push_str(&comparison(results));
     s
