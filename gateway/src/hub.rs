@@ -547,11 +547,15 @@ impl Hub {
     }
 }
 
-/// Connections a shard writes to before it lets the runtime run other tasks (~1–2 ms of
-/// writes). A fan-out to thousands of sockets would otherwise hold its worker thread for
-/// tens of milliseconds, and a publish arriving meanwhile (the first message of the next
-/// batch) would wait that long before its window even opened.
-pub const DELIVER_CHUNK: usize = 256;
+/// Connections a shard writes to before it lets the runtime run other tasks (well under a
+/// millisecond of writes). A fan-out to thousands of sockets would otherwise hold its
+/// worker thread for tens of milliseconds, and a publish arriving meanwhile (the first
+/// message of the next batch) would wait that long before its window even opened. The
+/// runtime polls its sockets only once every shard on a worker has had its turn (a yielded
+/// task waits until the run queue is empty), so the wait is a round of chunks over all
+/// busy shards: with 256 connections per chunk, 11–31 ms at 3,000 connections on the
+/// project's machine; with 64, 1–7 ms (docs/PERFORMANCE.md, round 5).
+pub const DELIVER_CHUNK: usize = 64;
 
 async fn shard_worker(
     state: Arc<Mutex<ShardState>>,
