@@ -115,6 +115,7 @@ fn build_bus(
                 merger,
                 linger: std::time::Duration::from_millis(cfg.unsubscribe_linger_ms),
                 stop: stop.clone(),
+                pace: bus::redis::pace_for(cfg.merge_window()),
             };
             let b = bus::redis::RedisBus::start(url, &cfg.redis_prefix, metrics.clone(), deps)?;
             Ok(Bus::Redis(b))

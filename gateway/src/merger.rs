@@ -1,10 +1,15 @@
 //! The merger: per-channel buffers flushed once per merge window, driven by one timer.
 //!
 //! A channel's buffer opens with its first message and is flushed `window` later, so a
-//! burst inside one window always leaves as one batch. Buffers open in time order, so
-//! a FIFO of (opened, channel) gives the next deadline; the loop sleeps until the front
-//! one, never holding a timer per channel or per connection. A buffer also flushes early
-//! at `max_messages` or `max_bytes`. Window 0 sends each message on its own.
+//! burst inside one window always leaves as one batch. The window opens when that message
+//! was published, as far as its envelope says (`published_ms`), not when it reached this
+//! gateway: time it spent on the way (Redis, a paced read of the subscriber socket) comes
+//! out of the window instead of adding to it. At most half a window is taken that way,
+//! so a publisher whose clock runs behind cannot shrink windows to nothing, and never so
+//! far back that a buffer opens before the one opened last. Buffers so open in time
+//! order, and a FIFO of (opened, channel) gives the next deadline; the loop sleeps until
+//! the front one, never holding a timer per channel or per connection. A buffer also
+//! flushes early at `max_messages` or `max_bytes`. Window 0 sends each message on its own.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -139,7 +144,7 @@ impl<S: BatchSink> Merger<S> {
             max_bytes,
             ..
         } = self.cfg;
-        let buf = self.buffer(&m.channel);
+        let buf = self.buffer(&m.channel, m.published_ms);
         buf.messages.push(m.data);
         buf.bytes += len;
         let trigger = if buf.messages.len() >= max_messages {
@@ -154,12 +159,12 @@ impl<S: BatchSink> Merger<S> {
         }
     }
 
-    fn buffer(&mut self, channel: &Channel) -> &mut Buffer {
+    fn buffer(&mut self, channel: &Channel, published_ms: u64) -> &mut Buffer {
         if !self.buffers.contains_key(channel) {
             let generation = self.next_generation;
             self.next_generation += 1;
-            self.order
-                .push_back((Instant::now(), channel.clone(), generation));
+            let opened = self.opened_at(Instant::now(), published_ms, crate::wire::now_unix_ms());
+            self.order.push_back((opened, channel.clone(), generation));
             self.buffers.insert(
                 channel.clone(),
                 Buffer {
@@ -173,6 +178,22 @@ impl<S: BatchSink> Merger<S> {
         self.buffers
             .get_mut(channel)
             .expect("buffer exists after insert")
+    }
+
+    /// When a buffer whose first message was published at `published_ms` (Unix ms, 0 when
+    /// unknown) and arrives `now` (`now_ms` on the wall clock) opens: see the module docs.
+    fn opened_at(&self, now: Instant, published_ms: u64, now_ms: u64) -> Instant {
+        let age = Duration::from_millis(now_ms.saturating_sub(published_ms));
+        let age = if published_ms == 0 {
+            Duration::ZERO
+        } else {
+            age.min(self.cfg.window / 2)
+        };
+        let opened = now.checked_sub(age).unwrap_or(now);
+        match self.order.back() {
+            Some((last, _, _)) if *last > opened => *last,
+            _ => opened,
+        }
     }
 
     async fn flush_channel(&mut self, channel: &Channel, trigger: Trigger) {
@@ -287,6 +308,52 @@ mod tests {
         assert_eq!(news.1, expect, "in order, once");
         assert_eq!(news.2, Trigger::Window);
         assert_eq!(news.3 - t0, Duration::from_millis(1000));
+    }
+
+    fn published(ch: &str, data: &str, ms_ago: i64) -> BusMessage {
+        let now = crate::wire::now_unix_ms() as i64;
+        BusMessage {
+            published_ms: (now - ms_ago) as u64,
+            ..msg(ch, data)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_opens_at_the_publish_time_within_half_a_window() {
+        let (tx, log) = start(1000, 1000, 1 << 20);
+        let t0 = Instant::now();
+        // Published 300 ms ago (time spent in Redis or in a paced read): 700 ms left.
+        tx.send(published("late", "1", 300)).await.unwrap();
+        // Published 5 s ago, as a publisher whose clock runs behind would say: the window
+        // is shortened by half a window at most.
+        tx.send(published("skewed", "2", 5_000)).await.unwrap();
+        // A publish time in the future (a clock ahead): the window opens on arrival.
+        tx.send(published("ahead", "3", -5_000)).await.unwrap();
+        for _ in 0..10 {
+            settle().await;
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        settle().await;
+        let log = log.lock().unwrap();
+        let at = |ch: &str| log.iter().find(|b| b.0 == ch).map(|b| b.3 - t0);
+        // The two backdated buffers: "skewed" may not open before "late" did (FIFO order).
+        assert_eq!(at("late"), Some(Duration::from_millis(700)), "{log:?}");
+        assert_eq!(at("skewed"), Some(Duration::from_millis(700)), "{log:?}");
+        assert_eq!(at("ahead"), Some(Duration::from_millis(1000)), "{log:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clock_far_behind_takes_at_most_half_a_window() {
+        let (tx, log) = start(1000, 1000, 1 << 20);
+        let t0 = Instant::now();
+        tx.send(published("skewed", "1", 60_000)).await.unwrap();
+        for _ in 0..10 {
+            settle().await;
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].3 - t0, Duration::from_millis(500));
     }
 
     #[tokio::test(start_paused = true)]

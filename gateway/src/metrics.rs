@@ -60,6 +60,9 @@ pub struct Metrics {
     pub bus_reconnects: Counter,
     /// Full resubscriptions after the change queue overflowed.
     pub bus_resyncs: Counter,
+    /// Reads of the bus subscriber held back while messages kept coming and done at once
+    /// by the pacing timer (`bus::redis`, "Paced reads").
+    pub bus_paced_reads: Counter,
     /// Channels subscribed on the bus (Redis) by this gateway.
     pub bus_subscribed_channels: Gauge,
 }
@@ -94,6 +97,7 @@ impl Metrics {
             bus_up: Gauge::default(),
             bus_reconnects: Counter::default(),
             bus_resyncs: Counter::default(),
+            bus_paced_reads: Counter::default(),
             bus_subscribed_channels: Gauge::default(),
         };
         r.register(
@@ -191,6 +195,11 @@ impl Metrics {
             "bus_resyncs",
             "Full bus resubscriptions after the change queue overflowed",
             m.bus_resyncs.clone(),
+        );
+        r.register(
+            "bus_paced_reads",
+            "Bus subscriber reads held back while messages kept coming, then done by the pacing timer",
+            m.bus_paced_reads.clone(),
         );
         r.register(
             "bus_subscribed_channels",

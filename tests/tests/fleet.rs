@@ -314,6 +314,63 @@ async fn garbage_on_redis_is_counted_and_survived() {
 }
 
 #[tokio::test]
+async fn paced_redis_reads_lose_nothing_and_hold_no_reply_back() {
+    // A 1 s window paces the subscriber's reads 100 ms apart while messages keep coming.
+    let redis = Redis::start().await;
+    let gws = fleet(&redis, 1, &[("--merge-window-ms", "1000")]).await;
+    let gw = &gws[0];
+    let mut a = Client::connect(&gw.ws_url("channels=steady"), None).await;
+    gw.wait_metric("pushfleet_bus_subscribed_channels", "", 1.0)
+        .await;
+    // A message every 20 ms for 1.2 s (load pacing, not synchronisation): the reads stay
+    // paced, so a SUBSCRIBE sent meanwhile must not wait for its reply behind them.
+    let url = redis.url();
+    let steady = tokio::spawn(async move {
+        let redis = deadpool_redis::redis::Client::open(url).unwrap();
+        let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+        let keys = gateway::bus::redis::Keys::new("pushfleet");
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for n in 0..60 {
+            tick.tick().await;
+            gateway::bus::redis::publish_one(
+                &mut conn,
+                &keys,
+                "steady",
+                json!({"n": n}).to_string().as_bytes(),
+            )
+            .await
+            .unwrap();
+        }
+    });
+    gw.wait_metric_at_least("pushfleet_bus_paced_reads_total", "", 1.0)
+        .await;
+    let mut b = Client::connect(&gw.ws_url("channels=late"), None).await;
+    gw.wait_metric("pushfleet_bus_subscribed_channels", "", 2.0)
+        .await;
+    pushctl_ndjson(&redis.url(), "late", &[json!({"late": true})]).await;
+    assert_eq!(
+        next_batch(&mut b).await["messages"],
+        json!([{"late": true}])
+    );
+    within("steady publisher", steady).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 60 {
+        let batch = next_batch(&mut a).await;
+        got.extend(
+            batch["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["n"].clone()),
+        );
+    }
+    let want: Vec<Value> = (0..60).map(|n| json!(n)).collect();
+    assert_eq!(got, want, "every message, once, in order");
+    assert!(gw.metric("pushfleet_bus_paced_reads_total", "").await >= 1.0);
+    assert_eq!(gw.metric("pushfleet_bus_reconnects_total", "").await, 0.0);
+}
+
+#[tokio::test]
 async fn broadcast_reaches_every_client_on_every_gateway() {
     let redis = Redis::start().await;
     let gws = fleet(&redis, 3, &[]).await;

@@ -10,6 +10,16 @@
 //!   (capped at 3 s) for as long as it takes, resubscribes everything, and reports
 //!   not-ready meanwhile. Shutdown cancels the backoff.
 //! - Publishing uses a `deadpool-redis` pool and a pipeline; it fails within 2 s.
+//! - **Paced reads.** Waking a thread is most of what a message taken in one by one costs
+//!   (on the project's VM, ~100–200 µs against ~7 µs per message in a burst; see
+//!   docs/PERFORMANCE.md, "Taking messages in"). While messages keep coming and the merge
+//!   window is at least 50 ms, the subscriber socket's `SO_RCVLOWAT` is raised to
+//!   [`PACED_LOWAT`] after a message, so the kernel wakes nobody for the next small ones;
+//!   a timer `window / 10` later (at most 100 ms) lowers it again, and whatever arrived
+//!   meanwhile is read in one go. Before any command (SUBSCRIBE, PING, …) it is lowered
+//!   first, so replies are never held back; with no message in a period the timer stops,
+//!   and an idle gateway is woken by its next message as before. The wait never delays a
+//!   batch: the merger opens a window at the message's publish time (see `merger`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +52,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// Channels per SUBSCRIBE command when resubscribing many at once.
 const SUBSCRIBE_CHUNK: usize = 512;
+/// `SO_RCVLOWAT` of the subscriber socket between paced reads: a burst this large is read
+/// at once, whatever the timer says, so the kernel's buffer never holds more.
+pub const PACED_LOWAT: i32 = 64 * 1024;
+/// Longest time between paced reads, and windows below 10 × [`MIN_PACE`] are not paced.
+const MAX_PACE: Duration = Duration::from_millis(100);
+const MIN_PACE: Duration = Duration::from_millis(5);
+
+/// How long the subscriber lets messages gather between reads for a merge `window`
+/// (`None`: read each at once).
+pub fn pace_for(window: Duration) -> Option<Duration> {
+    let p = (window / 10).min(MAX_PACE);
+    (p >= MIN_PACE).then_some(p)
+}
 
 /// Redis key names for channels.
 #[derive(Debug, Clone)]
@@ -104,6 +127,8 @@ pub struct SubscriberDeps {
     pub merger: mpsc::Sender<BusMessage>,
     pub linger: Duration,
     pub stop: CancellationToken,
+    /// Paced reads (see the module docs): the merge window's [`pace_for`].
+    pub pace: Option<Duration>,
 }
 
 impl RedisBus {
@@ -249,9 +274,10 @@ impl Session<'_> {
         client: &redis::Client,
         changes: &mut mpsc::Receiver<Channel>,
     ) -> redis::RedisResult<Ended> {
-        let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
-            .await
-            .map_err(|_| timeout_error())??;
+        let (pubsub, mut pacer) =
+            tokio::time::timeout(CONNECT_TIMEOUT, connect(client, self.deps.pace))
+                .await
+                .map_err(|_| timeout_error())??;
         let (mut sink, mut stream) = pubsub.split();
         // Everything queued so far is covered by the full resubscribe below.
         while changes.try_recv().is_ok() {}
@@ -266,23 +292,37 @@ impl Session<'_> {
         loop {
             let next_expiry = self.lingering.values().min().copied();
             let far = Instant::now() + Duration::from_secs(3600);
+            let next_read = pacer.next_read();
             tokio::select! {
                 _ = self.deps.stop.cancelled() => return Ok(Ended::Stopped),
                 msg = stream.next() => match msg {
-                    Some(msg) => self.deliver(&msg),
+                    Some(msg) => {
+                        self.deliver(&msg);
+                        pacer.after_message();
+                    }
                     None => return Ok(Ended::Lost),
                 },
-                Some(ch) = changes.recv() => self.reconcile(&mut sink, ch).await?,
+                _ = tokio::time::sleep_until(next_read.unwrap_or(far)), if next_read.is_some() => {
+                    pacer.read_now();
+                    self.shared.metrics.bus_paced_reads.inc();
+                }
+                Some(ch) = changes.recv() => {
+                    pacer.read_now();
+                    self.reconcile(&mut sink, ch).await?;
+                }
                 _ = self.shared.wake.notified() => {
                     if self.shared.resync.swap(false, Ordering::AcqRel) {
+                        pacer.read_now();
                         self.shared.metrics.bus_resyncs.inc();
                         self.reconcile_all(&mut sink).await?;
                     }
                 }
                 _ = tokio::time::sleep_until(next_expiry.unwrap_or(far)), if next_expiry.is_some() => {
+                    pacer.read_now();
                     self.expire(&mut sink).await?;
                 }
                 _ = ping.tick() => {
+                    pacer.read_now();
                     tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>())
                         .await
                         .map_err(|_| timeout_error())??;
@@ -395,6 +435,94 @@ impl Session<'_> {
             .set(self.subscribed.len() as i64);
         Ok(())
     }
+}
+
+/// Opens the pub/sub connection: on a plain TCP address, over a socket of our own whose
+/// `SO_RCVLOWAT` the [`Pacer`] may raise; otherwise (TLS, Unix socket) as the client does
+/// it, unpaced.
+async fn connect(
+    client: &redis::Client,
+    pace: Option<Duration>,
+) -> redis::RedisResult<(redis::aio::PubSub, Pacer)> {
+    let info = client.get_connection_info();
+    match (info.addr(), pace) {
+        (redis::ConnectionAddr::Tcp(host, port), Some(every)) => {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+            tcp.set_nodelay(true)?;
+            // Our own descriptor of the socket: the pacer never touches a descriptor the
+            // connection has closed (and the system may have handed to someone else).
+            let fd = std::os::fd::AsFd::as_fd(&tcp).try_clone_to_owned()?;
+            let pubsub = redis::aio::PubSub::new(info.redis_settings(), tcp).await?;
+            Ok((pubsub, Pacer::new(Some(fd), every)))
+        }
+        _ => Ok((client.get_async_pubsub().await?, Pacer::new(None, MAX_PACE))),
+    }
+}
+
+/// Paced reads of the subscriber socket (see the module docs).
+struct Pacer {
+    /// A descriptor of the pub/sub connection's socket, of the pacer's own; `None`: not
+    /// paced.
+    fd: Option<std::os::fd::OwnedFd>,
+    every: Duration,
+    /// When the held-back messages are read; `Some` while the low-water mark is raised.
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    fn new(fd: Option<std::os::fd::OwnedFd>, every: Duration) -> Self {
+        Pacer {
+            fd,
+            every,
+            next: None,
+        }
+    }
+
+    fn next_read(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// A message was read: let the next ones gather until the timer.
+    fn after_message(&mut self) {
+        if let (Some(fd), None) = (&self.fd, self.next) {
+            if set_rcvlowat(fd, PACED_LOWAT) {
+                self.next = Some(Instant::now() + self.every);
+            }
+        }
+    }
+
+    /// Lowers the mark: whatever is waiting wakes the reader now (the kernel signals a
+    /// socket that already holds data when its mark is lowered), and replies to commands
+    /// are not held back.
+    fn read_now(&mut self) {
+        if let (Some(fd), Some(_)) = (&self.fd, self.next.take()) {
+            if !set_rcvlowat(fd, 1) {
+                // The mark could not be lowered: stop pacing this connection, so that no
+                // message waits for a timer that no longer runs.
+                self.fd = None;
+            }
+        }
+    }
+}
+
+/// Sets `SO_RCVLOWAT`; `false` if the kernel refused.
+#[allow(unsafe_code)]
+fn set_rcvlowat(fd: &std::os::fd::OwnedFd, bytes: i32) -> bool {
+    // SAFETY: `fd` is an open descriptor we own (it is closed only when dropped), and the
+    // option value is an `int` that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "SO_RCVLOWAT not set; reading Redis unpaced");
+    }
+    rc == 0
 }
 
 fn timeout_error() -> redis::RedisError {
