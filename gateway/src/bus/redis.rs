@@ -548,6 +548,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pacing_follows_the_window_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(pace_for(ms(0)), None, "window 0 reads each message at once");
+        assert_eq!(pace_for(ms(40)), None, "below 50 ms not worth a timer");
+        assert_eq!(pace_for(ms(50)), Some(ms(5)));
+        assert_eq!(pace_for(ms(200)), Some(ms(20)));
+        assert_eq!(pace_for(ms(1000)), Some(ms(100)));
+        assert_eq!(pace_for(ms(60_000)), Some(ms(100)), "capped");
+    }
+
+    #[test]
     fn keys_round_trip() {
         let k = Keys::new("pf");
         assert_eq!(k.key("news"), "pf:c:news");
