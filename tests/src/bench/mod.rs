@@ -99,6 +99,10 @@ pub struct Outcome {
     pub gateway_fanout_p99_ms: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    /// Each publish's round trip (HTTP request → answer, or `PUBLISH` → reply): p50, p99
+    /// and max, ms.
+    #[serde(default)]
+    pub publish_rtt_ms: [f64; 3],
     /// The baseline read by the same WebSocket clients as the gateway (the ratio's base).
     pub bare: Option<bare::BareReport>,
     /// The same baseline read by plain TCP readers that discard what they read.
@@ -372,12 +376,16 @@ fn socketio_emit(room: &str, data: &str) -> (String, Vec<u8>) {
 
 /// Publishes the scenario's messages, each carrying its publish time: straight to Redis
 /// (`via_redis`) or with `POST` to `targets` in turn (address, path).
+/// Publishes the scenario's messages; returns how many were accepted and each publish's
+/// round trip (request sent → answer read), µs: what a backend waits, and how long a
+/// publish sat unread while the gateway was busy (a batch's window opens only then).
 async fn publisher(
     s: &Scenario,
     targets: &[(SocketAddr, &str)],
     redis: Option<&Redis>,
     channels: &[String],
-) -> u64 {
+) -> (u64, Histogram) {
+    let mut rtt = Histogram::default();
     let pad = "x".repeat(s.payload);
     let total = u64::from(s.rate) * s.duration_s;
     let gap = Duration::from_secs_f64(1.0 / f64::from(s.rate.max(1)));
@@ -397,7 +405,8 @@ async fn publisher(
     for i in 0..total {
         tick.tick().await;
         let ch = &channels[i as usize % channels.len()];
-        let data = format!(r#"{{"ts_us":{},"seq":{i},"pad":"{pad}"}}"#, now_us());
+        let sent_at = now_us();
+        let data = format!(r#"{{"ts_us":{sent_at},"seq":{i},"pad":"{pad}"}}"#);
         match redis_conn.as_mut() {
             Some(c) if s.server == worker::Protocol::Socketio => {
                 let (key, payload) = socketio_emit(ch, &data);
@@ -423,8 +432,9 @@ async fn publisher(
                 }
             }
         }
+        rtt.record(now_us().saturating_sub(sent_at));
     }
-    sent
+    (sent, rtt)
 }
 
 /// Worker processes for `conns` connections to `target` (at most [`PER_WORKER`] each, one
@@ -587,7 +597,9 @@ pub async fn run(s: &Scenario) -> Outcome {
         let fanout0 = buckets(&gws, "pushfleet_fanout_duration_seconds").await;
         let targets: Vec<(SocketAddr, &str)> =
             gws.iter().map(|g| (g.internal, "/api/publish")).collect();
-        out.published = publisher(s, &targets, redis.as_ref(), &channels).await;
+        let (published, rtt) = publisher(s, &targets, redis.as_ref(), &channels).await;
+        out.published = published;
+        out.publish_rtt_ms = spread_ms(&rtt);
         // Measurement pacing: let the last window flush and the clients read it.
         tokio::time::sleep(Duration::from_millis(s.window_ms + 1500)).await;
         out.gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
@@ -733,7 +745,9 @@ async fn run_peer(s: &Scenario) -> Outcome {
     let mut out = Outcome::idle(s, ready, rss_before, || proc_rss_kib(pid)).await;
     let cpu0 = proc_cpu_s(pid);
     let clients0: f64 = workers.iter().map(WorkerProc::cpu_s).sum();
-    out.published = publisher(s, &[(addr, "/publish")], redis.as_ref(), &channels).await;
+    let (published, rtt) = publisher(s, &[(addr, "/publish")], redis.as_ref(), &channels).await;
+    out.published = published;
+    out.publish_rtt_ms = spread_ms(&rtt);
     // Measurement pacing: a peer that fell behind gets the same 3 s to catch up.
     tokio::time::sleep(Duration::from_secs(3)).await;
     out.gateway_cpu_s = proc_cpu_s(pid) - cpu0;

@@ -30,6 +30,21 @@ fn frame(out: &mut String, title: &str, xlabel: &str, ylabel: &str) {
     );
 }
 
+/// Five labelled horizontal grid lines from 0 to `top`, `decimals` after the point.
+fn y_grid(out: &mut String, top: f64, decimals: usize, y: impl Fn(f64) -> f64) {
+    for i in 0..=4 {
+        let v = top * f64::from(i) / 4.0;
+        let _ = write!(
+            out,
+            r##"<text x="{0}" y="{1}" text-anchor="end">{v:.decimals$}</text><line x1="{L}" y1="{2}" x2="{3}" y2="{2}" stroke="#eee"/>"##,
+            L - 6.0,
+            y(v) + 4.0,
+            y(v),
+            W - R
+        );
+    }
+}
+
 /// Latency CDFs (x: milliseconds, log scale; y: fraction of messages), one line per series.
 pub fn latency_cdf(series: &[(String, Vec<(f64, f64)>)]) -> String {
     let mut out = String::new();
@@ -101,17 +116,7 @@ pub fn cpu_per_frame(points: &[(String, f64, f64, Option<f64>)]) -> String {
     let n = points.len().max(1) as f64;
     let slot = (W - L - R) / n;
     let y = |v: f64| (H - B) - v / max * (H - T - B);
-    for i in 0..=4 {
-        let v = max * f64::from(i) / 4.0;
-        let _ = write!(
-            out,
-            r##"<text x="{0}" y="{1}" text-anchor="end">{v:.1}</text><line x1="{L}" y1="{2}" x2="{3}" y2="{2}" stroke="#eee"/>"##,
-            L - 6.0,
-            y(v) + 4.0,
-            y(v),
-            W - R
-        );
-    }
+    y_grid(&mut out, max, 1, y);
     for (i, (name, conns, us, bare)) in points.iter().enumerate() {
         let x0 = L + slot * i as f64 + slot * 0.15;
         let bw = slot * 0.3;
@@ -179,17 +184,7 @@ pub fn by_connections(
     let legend = 30.0 + 15.0 * series.len() as f64;
     let top = top / (1.0 - legend / (H - T - B));
     let y = |v: f64| (H - B) - v / top * (H - T - B);
-    for i in 0..=4 {
-        let v = top * f64::from(i) / 4.0;
-        let _ = write!(
-            out,
-            r##"<text x="{0}" y="{1}" text-anchor="end">{v:.0}</text><line x1="{L}" y1="{2}" x2="{3}" y2="{2}" stroke="#eee"/>"##,
-            L - 6.0,
-            y(v) + 4.0,
-            y(v),
-            W - R
-        );
-    }
+    y_grid(&mut out, top, 0, y);
     let mut ticks: Vec<f64> = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|p| p.0))

@@ -366,7 +366,7 @@ fn worst_batch(r: &Outcome) -> String {
 
 fn summary_line(r: &Outcome) -> String {
     format!(
-        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p99 {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch",
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p99 {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch, publish round trip p50 / p99 / max {:.1} / {:.1} / {:.1} ms",
         name(r),
         r.connected,
         r.connect_s,
@@ -388,7 +388,10 @@ fn summary_line(r: &Outcome) -> String {
             .unwrap_or_default(),
         r.messages_delivered,
         r.messages_expected,
-        r.serializations_per_batch
+        r.serializations_per_batch,
+        r.publish_rtt_ms[0],
+        r.publish_rtt_ms[1],
+        r.publish_rtt_ms[2],
     )
 }
 
@@ -428,8 +431,8 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
         "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `{command}` (release build). Machine: {}.\n\n",
         machine()
     );
-    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | CPU s per M msgs | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes |\n");
-    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | CPU s per M msgs | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes | publish round trip p99 / max ms |\n");
+    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in results {
         let bare = r
             .bare
@@ -443,7 +446,7 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
             .as_ref()
             .map_or("–".into(), |b| format!("{:.2}", b.cpu_us_per_write));
         s.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {:.3} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} |\n",
+            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {:.3} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.1} / {:.1} |\n",
             name(r),
             r.connected,
             r.connect_s,
@@ -462,10 +465,12 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
             r.excess_max_ms,
             r.latency_p50_ms,
             r.latency_p99_ms,
-            r.slow_consumer_closes
+            r.slow_consumer_closes,
+            r.publish_rtt_ms[1],
+            r.publish_rtt_ms[2],
         ));
     }
-    s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections under SCHED_BATCH.\n");
+    s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. Publish round trip: each publish, request sent → answer read (a publish the gateway reads late, during a fan-out, opens its batch's window that much late). CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections under SCHED_BATCH.\n");
     s.push_str(&by_connections(results));
     s.push_str(&by_batch(results));
     s.push_str(&comparison(results));
