@@ -42,6 +42,17 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
         // Batches are told apart: several per run, each seen by every connection.
         let per_batch = r["per_batch_excess_ms"].as_array().unwrap();
         assert!(per_batch.len() >= 2, "{name}: {per_batch:?}");
+        // Every publish was timed: p50 ≤ p99 ≤ max, and a round trip takes some time.
+        let rtt: Vec<f64> = r["publish_rtt_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            rtt[0] <= rtt[1] && rtt[1] <= rtt[2] && rtt[2] > 0.0,
+            "{name}: {rtt:?}"
+        );
     }
     assert!(
         results[0]["bare"]["cpu_us_per_write"].as_f64().unwrap() > 0.0,
