@@ -292,7 +292,7 @@ impl Session<'_> {
         loop {
             let next_expiry = self.lingering.values().min().copied();
             let far = Instant::now() + Duration::from_secs(3600);
-            let next_read = pacer.next_read();
+            let next_read = pacer.next;
             tokio::select! {
                 _ = self.deps.stop.cancelled() => return Ok(Ended::Stopped),
                 msg = stream.next() => match msg {
@@ -476,10 +476,6 @@ impl Pacer {
             every,
             next: None,
         }
-    }
-
-    fn next_read(&self) -> Option<Instant> {
-        self.next
     }
 
     /// A message was read: let the next ones gather until the timer.

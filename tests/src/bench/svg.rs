@@ -78,25 +78,31 @@ pub fn latency_cdf(series: &[(String, Vec<(f64, f64)>)]) -> String {
         );
     }
     for (i, (name, pts)) in series.iter().enumerate() {
-        let c = COLORS[i % COLORS.len()];
-        let path: Vec<String> = pts
-            .iter()
-            .map(|(us, f)| format!("{:.1},{:.1}", x(us / 1000.0), y(*f)))
-            .collect();
-        let _ = write!(
-            out,
-            r##"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"##,
-            path.join(" ")
-        );
-        let _ = write!(
-            out,
-            r##"<text x="{0}" y="{1}" fill="{c}">{name}</text>"##,
-            L + 10.0,
-            T + 16.0 + 15.0 * i as f64
-        );
+        let xy = pts.iter().map(|(us, f)| (x(us / 1000.0), y(*f)));
+        line(&mut out, i, name, xy);
     }
     out.push_str("</svg>\n");
     out
+}
+
+/// Series `i`'s line through the plot points `xy`, and its name in the legend; returns
+/// its colour.
+fn line(
+    out: &mut String,
+    i: usize,
+    name: &str,
+    xy: impl Iterator<Item = (f64, f64)>,
+) -> &'static str {
+    let c = COLORS[i % COLORS.len()];
+    let path: Vec<String> = xy.map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let _ = write!(
+        out,
+        r##"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/><text x="{}" y="{}" fill="{c}">{name}</text>"##,
+        path.join(" "),
+        L + 10.0,
+        T + 16.0 + 15.0 * i as f64
+    );
+    c
 }
 
 /// CPU per delivered frame against connection count, with the bare-write baseline.
@@ -211,16 +217,7 @@ pub fn by_connections(
         );
     }
     for (i, (name, pts)) in series.iter().enumerate() {
-        let c = COLORS[i % COLORS.len()];
-        let path: Vec<String> = pts
-            .iter()
-            .map(|(cx, v)| format!("{:.1},{:.1}", x(*cx), y(*v)))
-            .collect();
-        let _ = write!(
-            out,
-            r##"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"##,
-            path.join(" ")
-        );
+        let c = line(&mut out, i, name, pts.iter().map(|(cx, v)| (x(*cx), y(*v))));
         for (cx, v) in pts {
             let _ = write!(
                 out,
@@ -231,12 +228,6 @@ pub fn by_connections(
                 y(*v) - 5.0
             );
         }
-        let _ = write!(
-            out,
-            r##"<text x="{0}" y="{1}" fill="{c}">{name}</text>"##,
-            L + 10.0,
-            T + 16.0 + 15.0 * i as f64
-        );
     }
     out.push_str("</svg>\n");
     out

@@ -229,23 +229,21 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
     )
     .expect("write svg");
     let sweep = sweep(&results);
+    // One series of the sweep: (connections, value) where the run has the value.
+    let points = |v: fn(&Outcome) -> Option<f64>| -> Vec<(f64, f64)> {
+        sweep
+            .iter()
+            .filter_map(|r| Some((r.connected as f64, v(r)?)))
+            .collect()
+    };
     let cpu_by_conns = svg::by_connections(
         "Gateway CPU per delivered frame, by connection count",
         "µs of CPU per frame",
         &[
-            (
-                "gateway".into(),
-                sweep
-                    .iter()
-                    .map(|r| (r.connected as f64, r.cpu_us_per_frame))
-                    .collect(),
-            ),
+            ("gateway".into(), points(|r| Some(r.cpu_us_per_frame))),
             (
                 "bare socket write, same run".into(),
-                sweep
-                    .iter()
-                    .filter_map(|r| Some((r.connected as f64, r.bare.as_ref()?.cpu_us_per_write)))
-                    .collect(),
+                points(|r| Some(r.bare.as_ref()?.cpu_us_per_write)),
             ),
         ],
         None,
@@ -256,26 +254,14 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
         "p99 latency excess (window excluded), by connection count",
         "ms",
         &[
-            (
-                "gateway".into(),
-                sweep
-                    .iter()
-                    .map(|r| (r.connected as f64, r.excess_p99_ms))
-                    .collect(),
-            ),
+            ("gateway".into(), points(|r| Some(r.excess_p99_ms))),
             (
                 "bare socket write to the same readers".into(),
-                sweep
-                    .iter()
-                    .filter_map(|r| Some((r.connected as f64, r.bare.as_ref()?.latency_p99_ms)))
-                    .collect(),
+                points(|r| Some(r.bare.as_ref()?.latency_p99_ms)),
             ),
             (
                 "(gateway + clients CPU) per batch ÷ cores".into(),
-                sweep
-                    .iter()
-                    .filter_map(|r| Some((r.connected as f64, r.batch_cpu_floor_ms?)))
-                    .collect(),
+                points(|r| r.batch_cpu_floor_ms),
             ),
         ],
         Some((100.0, "goal at 15,000 connections: 100 ms")),
