@@ -909,6 +909,13 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
                 payload: 0,
                 ..sc("fanout-15k-small", 1, 15_000, 1, 100, 10, 1000, false, true)
             },
+            // fanout-15k with the messages taken in from Redis (a Redis bus, the backend
+            // publishing straight to it) instead of one HTTP request each: how much of
+            // the gap to the bare write is the HTTP publishing.
+            Scenario {
+                redis_bus: true,
+                ..sc("fanout-15k-redis", 1, 15_000, 1, 100, 10, 1000, true, true)
+            },
             sc("latency-500", 1, 500, 1, 100, 10, 0, false, false),
             // The cost of taking a message in, on the Redis bus: one subscriber, window 0,
             // so CPU per frame is CPU per message; straight from Redis, and through

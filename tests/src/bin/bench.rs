@@ -275,9 +275,9 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
     );
 }
 
-/// The runs that differ only in connection count: one gateway, one channel, the standard
-/// message, a merge window and a bare-write baseline (fanout-1k … fanout-15k), by
-/// connections.
+/// The runs that differ only in connection count: one gateway on the embedded bus, one
+/// channel, the standard message published over HTTP, a merge window and a bare-write
+/// baseline (fanout-1k … fanout-15k), by connections.
 fn sweep(results: &[Outcome]) -> Vec<&Outcome> {
     let mut v: Vec<&Outcome> = results
         .iter()
@@ -289,6 +289,8 @@ fn sweep(results: &[Outcome]) -> Vec<&Outcome> {
                     && s.channels <= 1
                     && s.window_ms > 0
                     && s.payload == bench::STANDARD_PAYLOAD
+                    && !s.via_redis
+                    && !s.redis_bus
             }) && r.gateway_frames_sent > 0.0
         })
         .collect();
@@ -546,4 +548,47 @@ fn machine() -> String {
         })
         .unwrap_or(0);
     format!("{cpus} cores ({model}), {} GiB", mem / 1024 / 1024)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    /// Every full scenario as if it had run and sent frames.
+    fn ran(size: &str) -> Vec<Outcome> {
+        bench::scenarios(size)
+            .into_iter()
+            .map(|s| Outcome {
+                connected: s.conns as u64,
+                gateway_frames_sent: 1.0,
+                scenario: Some(s),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn names(v: &[&Outcome]) -> Vec<String> {
+        v.iter()
+            .filter_map(|o| o.scenario.as_ref().map(|s| s.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_sweep_is_the_same_load_at_each_connection_count() {
+        let full = ran("full");
+        assert!(
+            full.iter().any(|o| o
+                .scenario
+                .as_ref()
+                .is_some_and(|s| s.name == "fanout-15k-redis")),
+            "the Redis-ingest variant is a full scenario"
+        );
+        // Not the 4.6 KB frames, not the Redis-ingest variant, not the fleet: those
+        // differ in more than the connection count.
+        assert_eq!(
+            names(&sweep(&full)),
+            ["fanout-1k", "fanout-3k", "fanout-7.5k", "fanout-15k"]
+        );
+        assert_eq!(names(&sweep(&ran("quick"))), ["fanout-3k"]);
+    }
 }
