@@ -86,5 +86,22 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     let md = names.iter().find(|n| n.ends_with(".md")).unwrap();
     let md = std::fs::read_to_string(out.join(md)).unwrap();
     assert!(md.contains("## By connection count"), "{md}");
+    // The run judged against DESIGN §5 from its own figures: the tiny fanout is the only
+    // scenario with a baseline, so it judges CPU per frame and p99, and says at what size.
+    assert!(md.contains("## Goals (DESIGN §5)"), "{md}");
+    let goal_row = |goal: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {goal}")))
+            .unwrap_or_else(|| panic!("no {goal} row: {md}"))
+    };
+    assert!(
+        goal_row("gateway CPU per delivered frame")
+            .contains("at 50 connections (the goal is at 15,000)"),
+        "{md}"
+    );
+    assert!(
+        goal_row("serializations per flushed batch").contains("| 1.00–1.00 | met |"),
+        "{md}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -6,6 +6,7 @@
 //! gateway's `/metrics`, and the bare-write baseline from [`bare`] in the same run.
 
 pub mod bare;
+pub mod goals;
 pub mod hist;
 pub mod svg;
 pub mod worker;

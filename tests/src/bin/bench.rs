@@ -199,6 +199,16 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
         serde_json::to_string_pretty(&json).unwrap_or_default(),
     )
     .expect("write json");
+    for g in bench::goals::evaluate(&results) {
+        eprintln!(
+            "goal: {} ({}), {}: {} — {}",
+            g.goal,
+            g.target,
+            g.scenario,
+            g.result,
+            g.verdict_text().replace("**", "")
+        );
+    }
     let md = markdown(&stamp, size, &command, &results);
     std::fs::write(base.with_extension("md"), &md).expect("write md");
     let cdf: Vec<(String, Vec<(f64, f64)>)> = results
@@ -419,6 +429,8 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
         "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `{command}` (release build). Machine: {}.\n\n",
         machine()
     );
+    s.push_str(&bench::goals::markdown(&bench::goals::evaluate(results)));
+    s.push_str("## Scenarios\n\n");
     s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | CPU s per M msgs | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes | publish round trip p99 / max ms |\n");
     s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in results {
