@@ -63,12 +63,6 @@ fn thousands(n: u64) -> String {
     out
 }
 
-fn name(r: &Outcome) -> String {
-    r.scenario
-        .as_ref()
-        .map_or_else(String::new, |s| s.name.clone())
-}
-
 fn pushfleet(r: &Outcome) -> bool {
     r.scenario
         .as_ref()
@@ -89,7 +83,7 @@ pub fn evaluate(results: &[Outcome]) -> Vec<Row> {
     let row = |goal, target, r: &Outcome, result: String, verdict, scoped: bool| Row {
         goal,
         target,
-        scenario: name(r),
+        scenario: r.name(),
         conns: r.connected,
         result,
         verdict,

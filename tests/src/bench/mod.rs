@@ -472,6 +472,14 @@ async fn all_ready(workers: &mut [WorkerProc]) -> (u64, u64, f64) {
 }
 
 impl Outcome {
+    /// The scenario's name (empty for a report without one).
+    pub fn name(&self) -> String {
+        self.scenario
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default()
+    }
+
     /// The figures of the idle phase, once every connection is up (`ready` from
     /// [`all_ready`]): RSS per connection from `rss_before` and `rss_now()`.
     async fn idle(

@@ -214,7 +214,7 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
     let cdf: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
         .filter(|r| r.message_latency.total > 0)
-        .map(|r| (name(r), r.message_latency.cdf()))
+        .map(|r| (r.name(), r.message_latency.cdf()))
         .collect();
     std::fs::write(
         format!("{}-latency.svg", base.display()),
@@ -226,7 +226,7 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
         .filter(|r| r.gateway_frames_sent > 0.0)
         .map(|r| {
             (
-                name(r),
+                r.name(),
                 r.connected as f64,
                 r.cpu_us_per_frame,
                 r.bare.as_ref().map(|b| b.cpu_us_per_write),
@@ -321,7 +321,7 @@ fn by_connections(results: &[Outcome]) -> String {
     for r in rows {
         s.push_str(&format!(
             "| {} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {} |\n",
-            name(r),
+            r.name(),
             r.connected,
             r.cpu_us_per_frame,
             opt(r.bare.as_ref().map(|b| b.cpu_us_per_write)),
@@ -333,13 +333,6 @@ fn by_connections(results: &[Outcome]) -> String {
         ));
     }
     s
-}
-
-fn name(r: &Outcome) -> String {
-    r.scenario
-        .as_ref()
-        .map(|s| s.name.clone())
-        .unwrap_or_default()
 }
 
 /// `", worst: batch k of n, p99 … ms"` when batches were told apart.
@@ -365,7 +358,7 @@ fn worst_batch(r: &Outcome) -> String {
 fn summary_line(r: &Outcome) -> String {
     format!(
         "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p99 {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch, publish round trip p50 / p99 / max {:.1} / {:.1} / {:.1} ms",
-        name(r),
+        r.name(),
         r.connected,
         r.connect_s,
         r.rss_idle_kib_per_conn,
@@ -397,9 +390,9 @@ fn summary_line(r: &Outcome) -> String {
 fn comparison(results: &[Outcome]) -> String {
     let rows: Vec<&Outcome> = results
         .iter()
-        .filter(|r| name(r).starts_with("compare-"))
+        .filter(|r| r.name().starts_with("compare-"))
         .collect();
-    let Some(pf) = rows.iter().find(|r| name(r) == "compare-pushfleet") else {
+    let Some(pf) = rows.iter().find(|r| r.name() == "compare-pushfleet") else {
         return String::new();
     };
     let mut s = String::from(
@@ -408,7 +401,7 @@ fn comparison(results: &[Outcome]) -> String {
     for r in &rows {
         s.push_str(&format!(
             "| {} | {} | {} / {} | {:.2} | {:.0} | {:.1} × | {:.1} | {:.1} / {:.1} | {:.2} |\n",
-            name(r).trim_start_matches("compare-"),
+            r.name().trim_start_matches("compare-"),
             r.connected,
             r.messages_delivered,
             r.messages_expected,
@@ -447,7 +440,7 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
             .map_or("–".into(), |b| format!("{:.2}", b.cpu_us_per_write));
         s.push_str(&format!(
             "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {:.3} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.1} / {:.1} |\n",
-            name(r),
+            r.name(),
             r.connected,
             r.connect_s,
             r.rss_idle_kib_per_conn,
@@ -504,7 +497,7 @@ fn by_batch(results: &[Outcome]) -> String {
             .unwrap_or_default();
         s.push_str(&format!(
             "| {} | {} | {:.1} | {} | {} | {:.1} |\n",
-            name(r),
+            r.name(),
             p99s(&r.per_batch_excess_ms),
             r.batch_p99_median_ms,
             r.batch_cpu_floor_ms
@@ -580,19 +573,14 @@ mod unit {
     }
 
     fn names(v: &[&Outcome]) -> Vec<String> {
-        v.iter()
-            .filter_map(|o| o.scenario.as_ref().map(|s| s.name.clone()))
-            .collect()
+        v.iter().map(|o| o.name()).collect()
     }
 
     #[test]
     fn the_sweep_is_the_same_load_at_each_connection_count() {
         let full = ran("full");
         assert!(
-            full.iter().any(|o| o
-                .scenario
-                .as_ref()
-                .is_some_and(|s| s.name == "fanout-15k-redis")),
+            full.iter().any(|o| o.name() == "fanout-15k-redis"),
             "the Redis-ingest variant is a full scenario"
         );
         // Not the 4.6 KB frames, not the Redis-ingest variant, not the fleet: those
