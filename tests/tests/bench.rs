@@ -86,6 +86,7 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     let md = names.iter().find(|n| n.ends_with(".md")).unwrap();
     let md = std::fs::read_to_string(out.join(md)).unwrap();
     assert!(md.contains("## By connection count"), "{md}");
+    assert!(md.contains("| excess p50 / p90 / p99 / max ms |"), "{md}");
     // The run judged against DESIGN §5 from its own figures: the tiny fanout is the only
     // scenario with a baseline, so it judges CPU per frame and p99, and says at what size.
     assert!(md.contains("## Goals (DESIGN §5)"), "{md}");

@@ -357,7 +357,7 @@ fn worst_batch(r: &Outcome) -> String {
 
 fn summary_line(r: &Outcome) -> String {
     format!(
-        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p99 {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch, publish round trip p50 / p99 / max {:.1} / {:.1} / {:.1} ms",
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p50 / p90 / p99 / max {:.1} / {:.1} / {:.1} / {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch, publish round trip p50 / p99 / max {:.1} / {:.1} / {:.1} ms",
         r.name(),
         r.connected,
         r.connect_s,
@@ -366,7 +366,10 @@ fn summary_line(r: &Outcome) -> String {
         r.cpu_ratio_to_bare.map(|x| format!(" ({x:.2}× bare)")).unwrap_or_default(),
         r.cpu_s_per_million_messages,
         r.clients_cpu_s,
+        r.excess_p50_ms,
+        r.excess_p90_ms,
         r.excess_p99_ms,
+        r.excess_max_ms,
         r.batch_p99_median_ms,
         worst_batch(r),
         r.batch_cpu_floor_ms
@@ -424,7 +427,7 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
     );
     s.push_str(&bench::goals::markdown(&bench::goals::evaluate(results)));
     s.push_str("## Scenarios\n\n");
-    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | CPU s per M msgs | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p99 / max ms | latency p50 / p99 ms | slow closes | publish round trip p99 / max ms |\n");
+    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | CPU s per M msgs | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p90 / p99 / max ms | latency p50 / p99 ms | slow closes | publish round trip p99 / max ms |\n");
     s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in results {
         let bare = r
@@ -439,7 +442,7 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
             .as_ref()
             .map_or("–".into(), |b| format!("{:.2}", b.cpu_us_per_write));
         s.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {:.3} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.1} / {:.1} |\n",
+            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {:.3} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.1} / {:.1} |\n",
             r.name(),
             r.connected,
             r.connect_s,
@@ -454,6 +457,7 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
             bare_raw,
             r.serializations_per_batch,
             r.excess_p50_ms,
+            r.excess_p90_ms,
             r.excess_p99_ms,
             r.excess_max_ms,
             r.latency_p50_ms,
