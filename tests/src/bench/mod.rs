@@ -54,6 +54,31 @@ pub struct Scenario {
     /// Pushfleet on the Redis bus even with one gateway and HTTP publishing.
     #[serde(default)]
     pub redis_bus: bool,
+    /// Connections opened per second, all workers together (`None`: each worker as fast
+    /// as [`WORKER_CONNECT_RATE`] lets it).
+    #[serde(default)]
+    pub ramp: Option<u32>,
+}
+
+/// Connections per second one worker opens unless the scenario sets a ramp.
+pub const WORKER_CONNECT_RATE: u32 = 20_000;
+
+/// Worker processes a scenario starts: per gateway, chunks of at most [`PER_WORKER`].
+pub fn workers_for(s: &Scenario) -> usize {
+    let gateways = s.gateways.max(1);
+    gateways * (s.conns / gateways).div_ceil(PER_WORKER)
+}
+
+/// Connections per second for each of the scenario's workers: its ramp shared among them
+/// (at least 1), or [`WORKER_CONNECT_RATE`].
+pub fn worker_connect_rate(s: &Scenario) -> u32 {
+    match s.ramp {
+        None => WORKER_CONNECT_RATE,
+        Some(total) => {
+            let workers = u32::try_from(workers_for(s).max(1)).unwrap_or(u32::MAX);
+            (total / workers).max(1)
+        }
+    }
 }
 
 /// What a scenario measured.
@@ -188,6 +213,7 @@ async fn spawn_worker(
     channels: &[String],
     window_ms: u64,
     client: Option<worker::Protocol>,
+    connect_rate: u32,
 ) -> WorkerProc {
     let mut cmd = Command::new(bin_dir().join("bench"));
     cmd.arg("worker")
@@ -196,7 +222,7 @@ async fn spawn_worker(
         .args(["--conns", &conns.to_string()])
         .args(["--channels", &channels.join(",")])
         .args(["--window-ms", &window_ms.to_string()])
-        .args(["--connect-rate", "20000"]);
+        .args(["--connect-rate", &connect_rate.to_string()]);
     match client {
         None => {
             cmd.arg("--raw-tcp");
@@ -451,7 +477,15 @@ async fn spawn_workers(
     let mut left = conns;
     while left > 0 {
         let n = left.min(PER_WORKER);
-        let w = spawn_worker(target, source(*k), n, channels, s.window_ms, Some(s.server));
+        let w = spawn_worker(
+            target,
+            source(*k),
+            n,
+            channels,
+            s.window_ms,
+            Some(s.server),
+            worker_connect_rate(s),
+        );
         workers.push(w.await);
         *k += 1;
         left -= n;
@@ -805,7 +839,16 @@ pub async fn baseline(
     while left > 0 {
         let n = left.min(PER_WORKER);
         let client = websocket.then_some(worker::Protocol::Pushfleet);
-        let mut w = spawn_worker(addr, source(k), n, &["x".into()], 0, client).await;
+        let mut w = spawn_worker(
+            addr,
+            source(k),
+            n,
+            &["x".into()],
+            0,
+            client,
+            WORKER_CONNECT_RATE,
+        )
+        .await;
         w.ready().await;
         readers.push(w);
         k += 1;
@@ -856,6 +899,7 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         baseline,
         server: worker::Protocol::Pushfleet,
         redis_bus: false,
+        ramp: None,
     };
     // The same load on Pushfleet and on its peers. Pushfleet and Socket.IO run as a fleet
     // would, on Redis, and the backend publishes straight to Redis (Pushfleet's envelope;
@@ -1001,5 +1045,33 @@ mod batch_tests {
         let rows = [[1.0, 30.0, 31.0], [1.0, 10.0, 11.0], [1.0, 500.0, 501.0]];
         assert_eq!(median_p99(&rows), 30.0, "one slow batch does not move it");
         assert_eq!(median_p99(&[]), 0.0);
+    }
+}
+
+#[cfg(test)]
+mod ramp_tests {
+    use super::*;
+
+    fn scenario(name: &str) -> Scenario {
+        scenarios("full")
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no scenario {name}"))
+    }
+
+    #[test]
+    fn a_ramp_is_shared_among_the_workers() {
+        let mut s = scenario("fanout-15k");
+        assert_eq!(workers_for(&s), 3, "15,000 connections, 5,000 per worker");
+        assert_eq!(worker_connect_rate(&s), WORKER_CONNECT_RATE, "no ramp set");
+        s.ramp = Some(3_000);
+        assert_eq!(worker_connect_rate(&s), 1_000);
+        s.ramp = Some(1);
+        assert_eq!(worker_connect_rate(&s), 1, "never 0: a worker must connect");
+        let mut fleet = scenario("fleet-3x5k");
+        assert_eq!(workers_for(&fleet), 3, "one worker per gateway");
+        fleet.ramp = Some(900);
+        assert_eq!(worker_connect_rate(&fleet), 300);
+        assert_eq!(workers_for(&scenario("latency-500")), 1);
     }
 }

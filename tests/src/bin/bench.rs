@@ -40,6 +40,10 @@ enum Cmd {
         /// most 19,000).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=50_000))]
         conns: Option<u64>,
+        /// Open the connections at this many per second, all worker processes together
+        /// (default: each worker at 20,000 per second).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        ramp: Option<u32>,
     },
     /// A client process.
     Worker {
@@ -123,22 +127,29 @@ fn main() {
             only,
             rate,
             conns,
+            ramp,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(run(&size, &out, only.as_deref(), Overrides { rate, conns }));
+            rt.block_on(run(
+                &size,
+                &out,
+                only.as_deref(),
+                Overrides { rate, conns, ramp },
+            ));
         }
     }
 }
 
-/// Scenario settings replaced for an ad-hoc run (`bench run --rate/--conns`).
+/// Scenario settings replaced for an ad-hoc run (`bench run --rate/--conns/--ramp`).
 #[derive(Clone, Copy, Default)]
 struct Overrides {
     rate: Option<u32>,
     conns: Option<u64>,
+    ramp: Option<u32>,
 }
 
 impl Overrides {
@@ -148,6 +159,9 @@ impl Overrides {
         }
         if let Some(c) = self.conns {
             s.conns = c as usize;
+        }
+        if self.ramp.is_some() {
+            s.ramp = self.ramp;
         }
     }
 
@@ -162,6 +176,9 @@ impl Overrides {
         }
         if let Some(n) = self.conns {
             c.push_str(&format!(" --conns {n}"));
+        }
+        if let Some(n) = self.ramp {
+            c.push_str(&format!(" --ramp {n}"));
         }
         c
     }
@@ -578,6 +595,32 @@ mod unit {
 
     fn names(v: &[&Outcome]) -> Vec<String> {
         v.iter().map(|o| o.name()).collect()
+    }
+
+    #[test]
+    fn overrides_reach_the_scenario_and_the_command() {
+        let over = Overrides {
+            rate: Some(10),
+            conns: Some(600),
+            ramp: Some(2_000),
+        };
+        let mut s = bench::scenarios("full")
+            .into_iter()
+            .find(|s| s.name == "fanout-15k")
+            .expect("fanout-15k");
+        over.apply(&mut s);
+        assert_eq!((s.rate, s.conns, s.ramp), (10, 600, Some(2_000)));
+        assert_eq!(
+            over.command("full", Some("fanout")),
+            "bench run --size full --only fanout --rate 10 --conns 600 --ramp 2000"
+        );
+        // An idle scenario keeps publishing nothing.
+        let mut idle = bench::scenarios("full")
+            .into_iter()
+            .find(|s| s.rate == 0)
+            .expect("an idle scenario");
+        over.apply(&mut idle);
+        assert_eq!(idle.rate, 0);
     }
 
     #[test]
