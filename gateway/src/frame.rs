@@ -9,6 +9,7 @@ pub const OP_TEXT: u8 = 0x1;
 pub const OP_BINARY: u8 = 0x2;
 pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
 
 /// Length of the header for a payload of `len` bytes.
 pub fn header_len(len: usize) -> usize {
@@ -46,6 +47,12 @@ pub fn frame(opcode: u8, payload: &[u8]) -> Bytes {
 /// An empty ping.
 pub fn ping() -> Bytes {
     Bytes::from_static(&[0x80 | OP_PING, 0])
+}
+
+/// The answer to a client's ping: a pong with the same payload (at most 125 bytes, as
+/// every control frame).
+pub fn pong(payload: &[u8]) -> Bytes {
+    frame(OP_PONG, payload)
 }
 
 /// A close frame with a status code and a short reason (cut to fit a control frame).

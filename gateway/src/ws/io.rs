@@ -10,8 +10,8 @@
 //! The queue is bounded (`--queue-frames`). Overflow policy: **disconnect** — `send`
 //! reports [`Full`] and the caller closes the connection with 1013.
 //!
-//! tungstenite parses what is read; the frames it wants to write itself (pong replies to
-//! client pings, the close reply) go through [`ReadSide`] into the same outbox.
+//! The frame reader ([`super::reader`]) parses what is read (through [`ReadSide`]) and
+//! sends its pong replies to client pings into the same outbox.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -299,17 +299,16 @@ impl AsyncRead for TcpRead {
     }
 }
 
-/// The read half as tungstenite sees it: reads come from the socket (after any bytes
-/// hyper had already read), writes go to the [`Outbox`].
+/// The read half as the frame reader sees it: the bytes hyper had already read past the
+/// upgrade request first, then the socket.
 pub struct ReadSide<R> {
     inner: R,
     prefix: Bytes,
-    out: Arc<Outbox>,
 }
 
 impl<R> ReadSide<R> {
-    pub fn new(inner: R, prefix: Bytes, out: Arc<Outbox>) -> Self {
-        ReadSide { inner, prefix, out }
+    pub fn new(inner: R, prefix: Bytes) -> Self {
+        ReadSide { inner, prefix }
     }
 }
 
@@ -326,27 +325,6 @@ impl<R: AsyncRead + Unpin> AsyncRead for ReadSide<R> {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<R: Unpin> AsyncWrite for ReadSide<R> {
-    /// tungstenite's own frames (pongs, the close reply). Overflow policy: **drop** — a
-    /// client whose queue is full is being disconnected anyway.
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let _ = self.out.send(&Bytes::copy_from_slice(data));
-        Poll::Ready(Ok(data.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
     }
 }
 

@@ -2,9 +2,9 @@
 //!
 //! The writer drains the connection's outbox (which owns the socket): it writes the
 //! prebuilt frames of the bounded outbound queue (batches from the hub, replies from the
-//! reader) as they are, plus pings, tungstenite's own control replies (see [`super::io`])
-//! and the close frame. The reader reads the socket through tungstenite: commands, the
-//! idle deadline, inbound limits.
+//! reader) as they are, plus pings, the frame reader's pongs (see [`super::reader`]) and
+//! the close frame. The reader reads the socket through [`super::reader::FrameReader`]:
+//! commands, the idle deadline, inbound limits.
 //! Either side ends the connection through the shared [`ConnControl`]; the first close
 //! code wins.
 //!
@@ -18,12 +18,11 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 
 use super::commands;
 use super::io::{Drain, Outbox, ReadSide};
+use super::reader::{FrameReader, Limits};
 use crate::auth::Identity;
 use crate::encode::reply_frame;
 use crate::frame;
@@ -45,8 +44,9 @@ pub struct SessionParams {
     pub identity: Option<Identity>,
 }
 
-/// Maps a read error to the close code to send and the metric reason. Exhaustive on
-/// purpose: a new tungstenite error kind must be classified here.
+/// Maps a read error (the frame reader speaks tungstenite's error type) to the close code
+/// to send and the metric reason. Exhaustive on purpose: a new error kind must be
+/// classified here.
 fn close_for(err: &WsError) -> (u16, &'static str, &'static str) {
     match err {
         WsError::Capacity(_) => (close::TOO_BIG, "message too big", "too_big"),
@@ -79,13 +79,11 @@ pub async fn run<R>(
         Box::pin(refuse(read, out, &state)).await;
         return;
     };
-    let cfg = super::upgrade::ws_config(state.cfg.max_message_bytes);
-    let stream = WebSocketStream::from_raw_socket(
-        ReadSide::new(read, prefix, out.clone()),
-        Role::Server,
-        Some(cfg),
-    )
-    .await;
+    let limits = Limits {
+        max_frame: state.cfg.max_message_bytes,
+        max_message: state.cfg.max_message_bytes,
+    };
+    let stream = FrameReader::new(ReadSide::new(read, prefix), limits, out.clone());
     let conn = state.hub.register(params.encoding, out.clone());
     state.metrics.connections_accepted.inc();
     let mut session = Session {
@@ -275,7 +273,8 @@ impl Session<'_> {
         let (payload, binary): (Bytes, bool) = match msg {
             Message::Text(t) => (t.into(), false),
             Message::Binary(b) => (b, true),
-            // tungstenite answers pings itself; any frame already reset the idle deadline.
+            // The frame reader answers pings itself; any frame already reset the idle
+            // deadline.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return true,
             Message::Close(_) => {
                 self.close(close::NORMAL, "bye", "client");
@@ -345,6 +344,8 @@ mod tests {
     use std::sync::Mutex;
     use std::task::{Context, Poll};
     use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
 
     /// The write half of an in-memory pipe as a `RawWrite` (its buffer is large enough for
     /// these tests, so it always reports itself writable).

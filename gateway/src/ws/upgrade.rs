@@ -1,6 +1,6 @@
-//! The WebSocket upgrade, done on hyper directly rather than with warp's `ws()` filter,
-//! so each connection gets our own small `WebSocketConfig` (warp's filter would give every
-//! socket a 128 KiB read buffer).
+//! The WebSocket upgrade, done on hyper directly rather than with warp's `ws()` filter
+//! (which would give every socket tokio-tungstenite's 128 KiB read buffer): the socket then
+//! goes to our own frame reader ([`super::reader`]) and outbox ([`super::io`]).
 
 use std::sync::Arc;
 
@@ -11,7 +11,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::io::Outbox;
 use super::session::{self, SessionParams};
@@ -19,19 +18,6 @@ use crate::api::json_error;
 use crate::hub::Encoding;
 use crate::state::AppState;
 use crate::wire::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
-
-/// Bytes read from a socket at a time. Small, because most sockets are idle.
-const READ_BUFFER: usize = 256;
-
-/// The tungstenite settings every connection gets (it only reads: writes are ours).
-pub fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes))
-}
 
 /// Why an upgrade request was refused before it became a WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
