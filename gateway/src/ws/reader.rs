@@ -157,6 +157,9 @@ impl<R> FrameReader<R> {
         if self.pending.is_empty() {
             // Nothing left over: give the allocation back (the frame keeps its part).
             self.pending = BytesMut::new();
+        } else if self.pending.capacity() > READ_CHUNK {
+            // The start of the next frame: keep it, not a large frame's whole allocation.
+            self.pending = BytesMut::from(&self.pending[..]);
         }
         Ok(Some((fin, opcode, frame)))
     }
@@ -412,6 +415,30 @@ mod tests {
         assert!(matches!(r.next().await, Some(Ok(Message::Pong(_)))));
         assert_eq!(r.buffered_capacity(), 0, "released once parsed");
         assert!(r.next().await.is_none(), "end of stream");
+    }
+
+    #[tokio::test]
+    async fn the_next_frame_s_start_does_not_keep_a_large_frame_s_buffer() {
+        let mut input = frame(true, 2, &[1u8; 20_000]);
+        input.extend(frame(true, 10, b"p"));
+        let sink = Arc::new(Sink::default());
+        let out = Arc::new(Outbox::new(Socket::other(sink), 8));
+        let limits = Limits {
+            max_frame: 65_536,
+            max_message: 65_536,
+        };
+        // Read in pieces that end inside the pong, so its start is left over.
+        let mut r = FrameReader::new(
+            Trickle {
+                data: input,
+                step: 3000,
+            },
+            limits,
+            out,
+        );
+        assert_eq!(r.next().await.unwrap().unwrap().len(), 20_000);
+        assert!(r.buffered_capacity() < 64, "{}", r.buffered_capacity());
+        assert!(matches!(r.next().await, Some(Ok(Message::Pong(_)))));
     }
 
     #[tokio::test]
