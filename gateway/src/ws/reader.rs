@@ -72,7 +72,8 @@ impl<R> FrameReader<R> {
     }
 
     /// Bytes kept for unparsed input (0 while no frame is in progress).
-    pub fn buffered_capacity(&self) -> usize {
+    #[cfg(test)]
+    fn buffered_capacity(&self) -> usize {
         self.pending.capacity() + self.partial.as_ref().map_or(0, |p| p.bytes.capacity())
     }
 
