@@ -1,12 +1,68 @@
-//! Property-based fuzzing of every decoder that takes untrusted bytes: client commands
-//! (JSON and MessagePack), the Redis envelope, publish bodies, and the depth scan.
+//! Property-based fuzzing of every decoder that takes untrusted bytes: client WebSocket
+//! frames, client commands (JSON and MessagePack), the Redis envelope, publish bodies, and
+//! the depth scan.
 //! `make test` runs a short bounded pass; `make fuzz` runs many more cases
 //! (`PROPTEST_CASES`).
 
 use gateway::api::publish::expand;
 use gateway::wire::{json_depth, ClientCommand, Envelope, PublishBody};
 use gateway::ws::commands::parse;
+use gateway::ws::io::{Outbox, RawWrite, Socket};
+use gateway::ws::reader::{FrameReader, Limits};
 use proptest::prelude::*;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Takes and forgets whatever the frame reader writes (its pongs).
+struct Discard;
+
+impl RawWrite for Discard {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn poll_write_ready(&self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Everything the frame reader makes of `bytes`: (messages, whether it ended in an error).
+fn read_frames(bytes: &[u8]) -> (usize, bool) {
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let out = Arc::new(Outbox::new(Socket::other(Discard), 4));
+        let limits = Limits {
+            max_frame: 1024,
+            max_message: 2048,
+        };
+        let mut reader = FrameReader::new(bytes, limits, out);
+        let (mut n, mut failed) = (0, false);
+        while let Some(item) = reader.next().await {
+            assert!(!failed, "nothing after an error");
+            match item {
+                Ok(_) => n += 1,
+                Err(_) => failed = true,
+            }
+        }
+        (n, failed)
+    })
+}
+
+/// A masked client frame.
+fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![if fin { 0x80 } else { 0 } | (opcode & 0x0f)];
+    if payload.len() < 126 {
+        f.push(0x80 | payload.len() as u8);
+    } else {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
 
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -48,6 +104,33 @@ fn jsonish() -> impl Strategy<Value = String> {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn frame_reader_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let (n, _) = read_frames(&bytes);
+        // Every message takes at least a 6-byte masked header.
+        prop_assert!(n <= bytes.len() / 6);
+    }
+
+    #[test]
+    fn frame_reader_survives_mutated_frames(
+        frames in proptest::collection::vec(
+            (any::<bool>(), prop_oneof![Just(0u8), Just(1), Just(2), Just(8), Just(9), Just(10)],
+             proptest::collection::vec(any::<u8>(), 0..300), any::<[u8; 4]>()),
+            1..6),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+    ) {
+        let mut bytes: Vec<u8> = frames
+            .iter()
+            .flat_map(|(fin, op, p, m)| client_frame(*fin, *op, p, *m))
+            .collect();
+        for (at, b) in flips {
+            let i = at % bytes.len();
+            bytes[i] ^= b;
+        }
+        let (n, _) = read_frames(&bytes);
+        prop_assert!(n <= bytes.len() / 6);
+    }
 
     #[test]
     fn command_parser_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
