@@ -30,7 +30,7 @@ fn read_frames(bytes: &[u8]) -> (usize, bool) {
     use futures_util::StreamExt;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
-        .unwrap();
+        .expect("a current-thread runtime");
     rt.block_on(async {
         let out = Arc::new(Outbox::new(Socket::other(Discard), 4));
         let limits = Limits {
