@@ -8,7 +8,7 @@ use gateway::api::publish::expand;
 use gateway::wire::{json_depth, ClientCommand, Envelope, PublishBody};
 use gateway::ws::commands::parse;
 use gateway::ws::io::{Outbox, RawWrite, Socket};
-use gateway::ws::reader::{FrameReader, Limits};
+use gateway::ws::reader::FrameReader;
 use proptest::prelude::*;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,11 +33,7 @@ fn read_frames(bytes: &[u8]) -> (usize, bool) {
         .expect("a current-thread runtime");
     rt.block_on(async {
         let out = Arc::new(Outbox::new(Socket::other(Discard), 4));
-        let limits = Limits {
-            max_frame: 1024,
-            max_message: 2048,
-        };
-        let mut reader = FrameReader::new(bytes, limits, out);
+        let mut reader = FrameReader::new(bytes, 2048, out);
         let (mut n, mut failed) = (0, false);
         while let Some(item) = reader.next().await {
             assert!(!failed, "nothing after an error");

@@ -7,7 +7,7 @@
 //! frame's allocation) as soon as the frame is parsed. It yields tungstenite's [`Message`]
 //! and [`WsError`] so the session's handling and close codes stay the same:
 //!
-//! - frames over `max_frame` bytes and messages over `max_message` bytes: `Capacity` (1009);
+//! - a frame, or a message's fragments together, over `max_message` bytes: `Capacity` (1009);
 //! - unmasked frames, reserved bits, unknown opcodes, fragmented or oversized control
 //!   frames, stray or missing continuations, a bad close frame: `Protocol` (1002);
 //! - text that is not UTF-8: `Utf8` (1007).
@@ -34,13 +34,6 @@ use super::io::Outbox;
 /// Bytes read from the socket per call (on the stack, not kept per connection).
 const READ_CHUNK: usize = 4096;
 
-/// What the connection's reader needs to know about the limits.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_frame: usize,
-    pub max_message: usize,
-}
-
 /// A data message being received in fragments.
 struct Partial {
     binary: bool,
@@ -53,19 +46,20 @@ pub struct FrameReader<R> {
     /// Unparsed bytes: empty (and unallocated) between frames.
     pending: BytesMut,
     partial: Option<Partial>,
-    limits: Limits,
+    /// Largest frame, and largest message its fragments make together (bytes).
+    max_message: usize,
     out: Arc<Outbox>,
     /// A close frame or an error was yielded, or the peer closed the socket.
     done: bool,
 }
 
 impl<R> FrameReader<R> {
-    pub fn new(read: R, limits: Limits, out: Arc<Outbox>) -> Self {
+    pub fn new(read: R, max_message: usize, out: Arc<Outbox>) -> Self {
         FrameReader {
             read,
             pending: BytesMut::new(),
             partial: None,
-            limits,
+            max_message,
             out,
             done: false,
         }
@@ -125,16 +119,8 @@ impl<R> FrameReader<R> {
             126 | 127 => return Ok(None),
             n => (u64::from(n), 2),
         };
-        let too_long = |size: usize| {
-            WsError::Capacity(CapacityError::MessageTooLong {
-                size,
-                max_size: self.limits.max_frame,
-            })
-        };
-        let len = usize::try_from(len).map_err(|_| too_long(usize::MAX))?;
-        if len > self.limits.max_frame {
-            return Err(too_long(len));
-        }
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        self.check_message(len)?;
         if opcode >= 8 {
             if !fin {
                 return Err(WsError::Protocol(ProtocolError::FragmentedControlFrame));
@@ -145,7 +131,7 @@ impl<R> FrameReader<R> {
         }
         let head = at + 4;
         if self.pending.len() < head + len {
-            // Room for the whole frame at once (bounded by `max_frame` above).
+            // Room for the whole frame at once (bounded by `max_message` above).
             self.pending.reserve(head + len - self.pending.len());
             return Ok(None);
         }
@@ -218,10 +204,10 @@ impl<R> FrameReader<R> {
     }
 
     fn check_message(&self, size: usize) -> Result<(), WsError> {
-        if size > self.limits.max_message {
+        if size > self.max_message {
             return Err(WsError::Capacity(CapacityError::MessageTooLong {
                 size,
-                max_size: self.limits.max_message,
+                max_size: self.max_message,
             }));
         }
         Ok(())
@@ -309,10 +295,7 @@ mod tests {
         }
     }
 
-    const LIMITS: Limits = Limits {
-        max_frame: 1024,
-        max_message: 2048,
-    };
+    const MAX_MESSAGE: usize = 1024;
 
     /// A masked client frame of any size.
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -339,7 +322,7 @@ mod tests {
         let sink = Arc::new(Sink::default());
         let out = Arc::new(Outbox::new(Socket::other(sink.clone()), 8));
         (
-            FrameReader::new(Trickle { data: input, step }, LIMITS, out),
+            FrameReader::new(Trickle { data: input, step }, MAX_MESSAGE, out),
             sink,
         )
     }
@@ -424,17 +407,13 @@ mod tests {
         input.extend(frame(true, 10, b"p"));
         let sink = Arc::new(Sink::default());
         let out = Arc::new(Outbox::new(Socket::other(sink), 8));
-        let limits = Limits {
-            max_frame: 65_536,
-            max_message: 65_536,
-        };
         // Read in pieces that end inside the pong, so its start is left over.
         let mut r = FrameReader::new(
             Trickle {
                 data: input,
                 step: 3000,
             },
-            limits,
+            65_536,
             out,
         );
         assert_eq!(r.next().await.unwrap().unwrap().len(), 20_000);
@@ -505,13 +484,13 @@ mod tests {
                 "fragment",
             ),
             (
-                "frame over max_frame",
+                "frame over max_message",
                 frame(true, 2, &[0; 1025]),
                 "Space limit exceeded",
             ),
             ("2^64 length", huge, "Space limit exceeded"),
             (
-                "message over max_message",
+                "fragments over max_message",
                 long_message,
                 "Space limit exceeded",
             ),

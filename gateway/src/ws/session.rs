@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::commands;
 use super::io::{Drain, Outbox, ReadSide};
-use super::reader::{FrameReader, Limits};
+use super::reader::FrameReader;
 use crate::auth::Identity;
 use crate::encode::reply_frame;
 use crate::frame;
@@ -79,11 +79,11 @@ pub async fn run<R>(
         Box::pin(refuse(read, out, &state)).await;
         return;
     };
-    let limits = Limits {
-        max_frame: state.cfg.max_message_bytes,
-        max_message: state.cfg.max_message_bytes,
-    };
-    let stream = FrameReader::new(ReadSide::new(read, prefix), limits, out.clone());
+    let stream = FrameReader::new(
+        ReadSide::new(read, prefix),
+        state.cfg.max_message_bytes,
+        out.clone(),
+    );
     let conn = state.hub.register(params.encoding, out.clone());
     state.metrics.connections_accepted.inc();
     let mut session = Session {
