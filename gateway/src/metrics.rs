@@ -45,6 +45,8 @@ pub struct Metrics {
     pub bytes_sent: Counter,
     /// Batch frames the socket did not take at once (finished by the connection's session).
     pub frames_queued: Counter,
+    /// Server pings sent (`--ping-interval-secs`); not counted in `frames_sent`.
+    pub pings_sent: Counter,
     /// Client commands refused, by error code.
     pub command_errors: Family<Label, Counter>,
     /// `POST /api/publish` requests, by HTTP status.
@@ -85,6 +87,7 @@ impl Metrics {
             frames_sent: Counter::default(),
             bytes_sent: Counter::default(),
             frames_queued: Counter::default(),
+            pings_sent: Counter::default(),
             command_errors: Family::default(),
             publish_requests: Family::default(),
             flush_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
@@ -164,6 +167,11 @@ impl Metrics {
             "frames_queued",
             "Batch frames the socket did not take at once",
             m.frames_queued.clone(),
+        );
+        r.register(
+            "pings_sent",
+            "Server pings sent to clients",
+            m.pings_sent.clone(),
         );
         r.register(
             "command_errors",

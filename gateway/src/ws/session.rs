@@ -199,6 +199,7 @@ impl Session<'_> {
                             self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
                             break false;
                         }
+                        self.state.metrics.pings_sent.inc();
                         next_ping = now + ping_every;
                     }
                     timer.as_mut().reset(next_ping.min(idle_at));
@@ -460,6 +461,7 @@ mod tests {
         assert_eq!((op, close_code(&payload)), (0x8, close::DRAINING));
         assert_eq!(Instant::now() - t0, Duration::from_secs(30));
         assert_eq!(pings, 2, "pings at 10 s and 20 s");
+        assert_eq!(st.metrics.pings_sent.get(), 2, "and counted");
         drop(c);
         task.await.unwrap();
         assert_eq!(st.hub.connection_count(), 0);
