@@ -26,8 +26,17 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2);
-    for r in results {
+    assert_eq!(results.len(), 3);
+    // The idle scenario: 20 connections pinged every second, measured over two seconds.
+    let idle = &results[0];
+    assert_eq!(idle["connected"], 20);
+    let pings = idle["idle"]["pings"].as_f64().unwrap();
+    assert!(
+        (20.0..=60.0).contains(&pings),
+        "two rounds of pings: {pings}"
+    );
+    assert!(idle["idle"]["cpu_us_per_ping"].as_f64().unwrap() > 0.0);
+    for r in &results[1..] {
         let name = r["scenario"]["name"].as_str().unwrap();
         assert!(r["connected"].as_u64().unwrap() > 0, "{name}");
         assert_eq!(
@@ -55,11 +64,11 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
         );
     }
     assert!(
-        results[0]["bare"]["cpu_us_per_write"].as_f64().unwrap() > 0.0,
+        results[1]["bare"]["cpu_us_per_write"].as_f64().unwrap() > 0.0,
         "baseline measured"
     );
     assert!(
-        results[0]["bare"]["per_round_ms"].as_array().unwrap().len() >= 2,
+        results[1]["bare"]["per_round_ms"].as_array().unwrap().len() >= 2,
         "the baseline's rounds told apart"
     );
     let names: Vec<String> = std::fs::read_dir(&out)
@@ -87,6 +96,8 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     let md = std::fs::read_to_string(out.join(md)).unwrap();
     assert!(md.contains("## By connection count"), "{md}");
     assert!(md.contains("| excess p50 / p90 / p99 / max ms |"), "{md}");
+    assert!(md.contains("## Idle connections"), "{md}");
+    assert!(md.contains("- idle: "), "{md}");
     // The run judged against DESIGN §5 from its own figures: the tiny fanout is the only
     // scenario with a baseline, so it judges CPU per frame and p99, and says at what size.
     assert!(md.contains("## Goals (DESIGN §5)"), "{md}");

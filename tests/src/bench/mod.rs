@@ -58,6 +58,36 @@ pub struct Scenario {
     /// as [`WORKER_CONNECT_RATE`] lets it).
     #[serde(default)]
     pub ramp: Option<u32>,
+    /// The gateway's `--ping-interval-secs` (`None`: its default). An idle scenario that
+    /// sets it also measures what idle connections cost: [`IdleCost`], over two intervals.
+    #[serde(default)]
+    pub ping_secs: Option<u64>,
+}
+
+/// What idle connections cost the gateway: its CPU over two ping intervals while every
+/// connection is subscribed and nothing is published, per server ping sent (the ping's
+/// write, the pong's read, the timer). Nothing else runs then, so this is the whole cost
+/// of keeping the connections: × connections ÷ interval gives CPU per second.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IdleCost {
+    pub ping_interval_s: u64,
+    pub window_s: f64,
+    /// `pushfleet_pings_sent_total` over the window.
+    pub pings: f64,
+    pub gateway_cpu_s: f64,
+    pub cpu_us_per_ping: f64,
+}
+
+impl IdleCost {
+    /// Gateway CPU for `conns` idle connections pinged every `interval_s`, ms per second.
+    pub fn cpu_ms_per_s(&self, conns: u64, interval_s: u64) -> f64 {
+        self.cpu_us_per_ping * conns as f64 / interval_s.max(1) as f64 / 1000.0
+    }
+}
+
+/// The gateway's default `--ping-interval-secs` (with no flag or environment variable).
+pub fn default_ping_secs() -> u64 {
+    gateway::config::Config::load_from(["gateway"]).map_or(0, |c| c.ping_interval_secs)
 }
 
 /// Connections per second one worker opens unless the scenario sets a ramp.
@@ -129,6 +159,9 @@ pub struct Outcome {
     /// and max, ms.
     #[serde(default)]
     pub publish_rtt_ms: [f64; 3],
+    /// Idle scenarios with [`Scenario::ping_secs`]: the gateway's CPU per server ping.
+    #[serde(default)]
+    pub idle: Option<IdleCost>,
     /// The baseline read by the same WebSocket clients as the gateway (the ratio's base).
     pub bare: Option<bare::BareReport>,
     /// The same baseline read by plain TCP readers that discard what they read.
@@ -298,6 +331,9 @@ async fn start_gateways(s: &Scenario, redis: Option<&Redis>) -> Vec<Gateway> {
             .arg("--max-batch-bytes", 1 << 20)
             .arg("--queue-frames", 256)
             .binary_dir(bin_dir());
+        if let Some(p) = s.ping_secs {
+            b = b.arg("--ping-interval-secs", p);
+        }
         if let Some(r) = redis {
             b = b.arg("--redis-url", r.url());
         }
@@ -310,6 +346,25 @@ async fn start_gateways(s: &Scenario, redis: Option<&Redis>) -> Vec<Gateway> {
         .await;
     }
     gws
+}
+
+/// The gateways' CPU and pings over two ping intervals of an idle scenario.
+async fn idle_cost(gws: &[Gateway], interval_s: u64) -> IdleCost {
+    let window = Duration::from_secs(2 * interval_s);
+    let cpu0: f64 = gws.iter().map(|g| proc_cpu_s(g.pid())).sum();
+    let pings0 = sum_metric(gws, "pushfleet_pings_sent_total", "").await;
+    let t0 = std::time::Instant::now();
+    // Measurement window, not synchronisation: two rounds of pings to every connection.
+    tokio::time::sleep(window).await;
+    let gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
+    let pings = sum_metric(gws, "pushfleet_pings_sent_total", "").await - pings0;
+    IdleCost {
+        ping_interval_s: interval_s,
+        window_s: t0.elapsed().as_secs_f64(),
+        pings,
+        gateway_cpu_s,
+        cpu_us_per_ping: gateway_cpu_s * 1e6 / pings.max(1.0),
+    }
 }
 
 async fn sum_metric(gws: &[Gateway], name: &str, labels: &str) -> f64 {
@@ -628,6 +683,9 @@ pub async fn run(s: &Scenario) -> Outcome {
         gws.iter().map(|g| g.rss_kib()).sum()
     })
     .await;
+    if let (0, Some(interval)) = (s.rate, s.ping_secs) {
+        out.idle = Some(idle_cost(&gws, interval).await);
+    }
 
     if s.rate > 0 {
         let cpu0: f64 = gws.iter().map(|g| proc_cpu_s(g.pid())).sum();
@@ -900,6 +958,13 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         server: worker::Protocol::Pushfleet,
         redis_bus: false,
         ramp: None,
+        ping_secs: None,
+    };
+    // Idle scenarios ping every few seconds, so that two rounds of pings fit in a short
+    // window (what a ping costs does not depend on the interval).
+    let idle = |name: &str, conns, ping_secs| Scenario {
+        ping_secs: Some(ping_secs),
+        ..sc(name, 1, conns, 1, 0, 0, 1000, false, false)
     };
     // The same load on Pushfleet and on its peers. Pushfleet and Socket.IO run as a fleet
     // would, on Redis, and the backend publishes straight to Redis (Pushfleet's envelope;
@@ -937,11 +1002,12 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
     };
     match size {
         "tiny" => vec![
+            idle("idle", 20, 1),
             sc("fanout", 1, 50, 1, 20, 2, 200, false, true),
             sc("fleet", 2, 40, 2, 20, 2, 100, true, false),
         ],
         "quick" => vec![
-            sc("idle-3k", 1, 3_000, 1, 0, 0, 1000, false, false),
+            idle("idle-3k", 3_000, 5),
             sc("fanout-3k", 1, 3_000, 1, 100, 5, 1000, false, true),
             sc("latency-500", 1, 500, 1, 100, 5, 0, false, false),
             sc("fleet-3x1k", 3, 3_000, 1, 100, 5, 1000, true, false),
@@ -950,7 +1016,7 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         .chain(compare(500, 100, 5))
         .collect(),
         _ => vec![
-            sc("idle-15k", 1, 15_000, 1, 0, 0, 1000, false, false),
+            idle("idle-15k", 15_000, 5),
             // CPU per frame and latency against connection count (the same load, shorter).
             sc("fanout-1k", 1, 1_000, 1, 100, 5, 1000, false, true),
             sc("fanout-3k", 1, 3_000, 1, 100, 5, 1000, false, true),

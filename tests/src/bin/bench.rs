@@ -372,7 +372,32 @@ fn worst_batch(r: &Outcome) -> String {
         .unwrap_or_default()
 }
 
+/// What an idle scenario's connections cost the gateway in CPU (its pings), in words.
+fn idle_cost_text(r: &Outcome) -> Option<String> {
+    let c = r.idle.as_ref()?;
+    let default = bench::default_ping_secs();
+    Some(format!(
+        "{:.0} pings (every {} s) in {:.1} s cost the gateway {:.3} CPU-s: {:.1} µs per ping; at the default interval ({default} s), {:.1} ms of CPU per second for these {} connections",
+        c.pings,
+        c.ping_interval_s,
+        c.window_s,
+        c.gateway_cpu_s,
+        c.cpu_us_per_ping,
+        c.cpu_ms_per_s(r.connected, default),
+        r.connected,
+    ))
+}
+
 fn summary_line(r: &Outcome) -> String {
+    if let Some(idle) = idle_cost_text(r) {
+        return format!(
+            "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn; idle: {idle}",
+            r.name(),
+            r.connected,
+            r.connect_s,
+            r.rss_idle_kib_per_conn,
+        );
+    }
     format!(
         "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p50 / p90 / p99 / max {:.1} / {:.1} / {:.1} / {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch, publish round trip p50 / p99 / max {:.1} / {:.1} / {:.1} ms",
         r.name(),
@@ -485,10 +510,26 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
         ));
     }
     s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. Publish round trip: each publish, request sent → answer read (a publish the gateway reads late, during a fan-out, opens its batch's window that much late). CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections under SCHED_BATCH.\n");
+    s.push_str(&idle_costs(results));
     s.push_str(&by_connections(results));
     s.push_str(&by_batch(results));
     s.push_str(&comparison(results));
     s
+}
+
+/// The idle scenarios' CPU per ping, a line each.
+fn idle_costs(results: &[Outcome]) -> String {
+    let lines: Vec<String> = results
+        .iter()
+        .filter_map(|r| Some(format!("- {}: {}.\n", r.name(), idle_cost_text(r)?)))
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\n## Idle connections\n\nGateway CPU (`se.sum_exec_runtime`) over two ping intervals while every connection is subscribed and nothing is published, divided by `pushfleet_pings_sent_total` over the same window: each ping's write, its pong's read and the timer, which is all an idle connection costs.\n\n{}",
+        lines.concat()
+    )
 }
 
 /// Each batch's p99 excess next to each bare round's p99, for the scenarios with a
