@@ -93,19 +93,43 @@ pub fn default_ping_secs() -> u64 {
 /// Connections per second one worker opens unless the scenario sets a ramp.
 pub const WORKER_CONNECT_RATE: u32 = 20_000;
 
-/// Worker processes a scenario starts: per gateway, chunks of at most [`PER_WORKER`].
-pub fn workers_for(s: &Scenario) -> usize {
+/// How many connections each client worker process of one target holds: at most
+/// [`PER_WORKER`] each, and at least `min_workers` processes while each still gets a
+/// connection, as even as they can be. Real clients read in parallel on their own
+/// machines; one process holding all of a small scenario's connections would read them
+/// one after another on one core, and its last read would come that much later.
+pub fn worker_split(conns: usize, min_workers: usize) -> Vec<usize> {
+    let n = conns.div_ceil(PER_WORKER).max(min_workers.min(conns));
+    (0..n)
+        .map(|i| conns / n + usize::from(i < conns % n))
+        .collect()
+}
+
+/// The machine's cores (1 if unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// At least this many worker processes for each of `gateways` targets on a machine of
+/// `cores`: together, one per core.
+fn min_workers_per_target(gateways: usize, cores: usize) -> usize {
+    cores.div_ceil(gateways.max(1))
+}
+
+/// Worker processes a scenario starts on a machine of `cores`: per gateway,
+/// [`worker_split`] of its connections.
+pub fn workers_for(s: &Scenario, cores: usize) -> usize {
     let gateways = s.gateways.max(1);
-    gateways * (s.conns / gateways).div_ceil(PER_WORKER)
+    gateways * worker_split(s.conns / gateways, min_workers_per_target(gateways, cores)).len()
 }
 
 /// Connections per second for each of the scenario's workers: its ramp shared among them
 /// (at least 1), or [`WORKER_CONNECT_RATE`].
-pub fn worker_connect_rate(s: &Scenario) -> u32 {
+pub fn worker_connect_rate(s: &Scenario, cores: usize) -> u32 {
     match s.ramp {
         None => WORKER_CONNECT_RATE,
         Some(total) => {
-            let workers = u32::try_from(workers_for(s).max(1)).unwrap_or(u32::MAX);
+            let workers = u32::try_from(workers_for(s, cores).max(1)).unwrap_or(u32::MAX);
             (total / workers).max(1)
         }
     }
@@ -519,8 +543,8 @@ async fn publisher(
     (sent, rtt)
 }
 
-/// Worker processes for `conns` connections to `target` (at most [`PER_WORKER`] each, one
-/// source address each, numbered from `k` on), speaking the scenario's protocol.
+/// Worker processes for `conns` connections to `target` ([`worker_split`], one source
+/// address each, numbered from `k` on), speaking the scenario's protocol.
 async fn spawn_workers(
     target: SocketAddr,
     conns: usize,
@@ -529,9 +553,7 @@ async fn spawn_workers(
     k: &mut usize,
 ) -> Vec<WorkerProc> {
     let mut workers = Vec::new();
-    let mut left = conns;
-    while left > 0 {
-        let n = left.min(PER_WORKER);
+    for n in worker_split(conns, min_workers_per_target(s.gateways, cores())) {
         let w = spawn_worker(
             target,
             source(*k),
@@ -539,11 +561,10 @@ async fn spawn_workers(
             channels,
             s.window_ms,
             Some(s.server),
-            worker_connect_rate(s),
+            worker_connect_rate(s, cores()),
         );
         workers.push(w.await);
         *k += 1;
-        left -= n;
     }
     workers
 }
@@ -665,7 +686,8 @@ pub async fn run(s: &Scenario) -> Outcome {
         .collect();
     let rss_before: u64 = gws.iter().map(|g| g.rss_kib()).sum();
 
-    // Workers: per gateway, chunks of at most PER_WORKER, each from its own source address.
+    // Workers: per gateway, `worker_split` of its connections, each from its own source
+    // address.
     let mut workers = Vec::new();
     let mut k = 0;
     for gw in &gws {
@@ -713,7 +735,7 @@ pub async fn run(s: &Scenario) -> Outcome {
         out.batches = batches(&gws).await - batches0;
         out.serializations_per_batch = out.serializations / out.batches.max(1.0);
         if s.channels <= 1 && s.gateways == 1 && s.window_ms > 0 && out.batches > 0.0 {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            let cores = cores() as f64;
             out.batch_cpu_floor_ms =
                 Some((out.gateway_cpu_s + out.clients_cpu_s) / out.batches / cores * 1000.0);
         }
@@ -892,10 +914,9 @@ pub async fn baseline(
         .and_then(|a| a.parse().ok())
         .expect("bare server address");
     let mut readers = Vec::new();
-    let mut left = sockets;
-    let mut k = 100;
-    while left > 0 {
-        let n = left.min(PER_WORKER);
+    // Source addresses from 127.0.0.102 on, apart from the scenario's workers'.
+    let split = worker_split(sockets, min_workers_per_target(1, cores()));
+    for (k, n) in (100..).zip(split) {
         let client = websocket.then_some(worker::Protocol::Pushfleet);
         let mut w = spawn_worker(
             addr,
@@ -909,8 +930,6 @@ pub async fn baseline(
         .await;
         w.ready().await;
         readers.push(w);
-        k += 1;
-        left -= n;
     }
     let line = tokio::time::timeout(Duration::from_secs(300), lines.next_line())
         .await
@@ -1128,16 +1147,53 @@ mod ramp_tests {
     #[test]
     fn a_ramp_is_shared_among_the_workers() {
         let mut s = scenario("fanout-15k");
-        assert_eq!(workers_for(&s), 3, "15,000 connections, 5,000 per worker");
-        assert_eq!(worker_connect_rate(&s), WORKER_CONNECT_RATE, "no ramp set");
+        assert_eq!(
+            workers_for(&s, 2),
+            3,
+            "15,000 connections, 5,000 per worker"
+        );
+        assert_eq!(workers_for(&s, 4), 4, "at least one per core");
+        assert_eq!(
+            worker_connect_rate(&s, 2),
+            WORKER_CONNECT_RATE,
+            "no ramp set"
+        );
         s.ramp = Some(3_000);
-        assert_eq!(worker_connect_rate(&s), 1_000);
+        assert_eq!(worker_connect_rate(&s, 2), 1_000);
         s.ramp = Some(1);
-        assert_eq!(worker_connect_rate(&s), 1, "never 0: a worker must connect");
+        assert_eq!(
+            worker_connect_rate(&s, 2),
+            1,
+            "never 0: a worker must connect"
+        );
         let mut fleet = scenario("fleet-3x5k");
-        assert_eq!(workers_for(&fleet), 3, "one worker per gateway");
+        assert_eq!(workers_for(&fleet, 2), 3, "one worker per gateway");
+        assert_eq!(workers_for(&fleet, 4), 6, "two per gateway on four cores");
         fleet.ramp = Some(900);
-        assert_eq!(worker_connect_rate(&fleet), 300);
-        assert_eq!(workers_for(&scenario("latency-500")), 1);
+        assert_eq!(worker_connect_rate(&fleet, 2), 300);
+        assert_eq!(workers_for(&scenario("latency-500"), 2), 2, "one per core");
+        assert_eq!(
+            workers_for(&scenario("ingest-redis"), 2),
+            1,
+            "one connection"
+        );
+    }
+
+    #[test]
+    fn connections_are_split_evenly_over_enough_workers() {
+        assert_eq!(
+            worker_split(15_000, 2),
+            vec![5_000; 3],
+            "at most 5,000 each"
+        );
+        assert_eq!(worker_split(7_500, 2), vec![3_750, 3_750]);
+        assert_eq!(worker_split(500, 2), vec![250, 250], "one per core");
+        assert_eq!(worker_split(5_001, 1), vec![2_501, 2_500]);
+        assert_eq!(
+            worker_split(3, 4),
+            vec![1, 1, 1],
+            "none without a connection"
+        );
+        assert!(worker_split(0, 2).is_empty());
     }
 }

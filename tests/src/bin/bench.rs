@@ -509,7 +509,7 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
             r.publish_rtt_ms[2],
         ));
     }
-    s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. Publish round trip: each publish, request sent → answer read (a publish the gateway reads late, during a fan-out, opens its batch's window that much late). CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections under SCHED_BATCH.\n");
+    s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. Publish round trip: each publish, request sent → answer read (a publish the gateway reads late, during a fan-out, opens its batch's window that much late). CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections, at least one per core, under SCHED_BATCH.\n");
     s.push_str(&idle_costs(results));
     s.push_str(&by_connections(results));
     s.push_str(&by_batch(results));
@@ -593,7 +593,7 @@ fn timestamp() -> String {
 }
 
 fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = bench::cores();
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
