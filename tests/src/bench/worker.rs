@@ -39,7 +39,7 @@ pub struct WorkerReport {
 }
 
 /// Batches a worker keeps a histogram of its own for (later ones count only in the total).
-pub const TRACKED_BATCHES: usize = 256;
+pub const TRACKED_BATCHES: usize = 1024;
 
 /// Worker settings.
 #[derive(Debug, Clone)]
