@@ -7,7 +7,7 @@ Starts each gateway binary in turn (embedded bus, no subscribers, free ports), p
 N small messages at R per second on one kept-open HTTP connection, and prints the
 gateway's CPU per request (its threads' `se.sum_exec_runtime` from /proc, as `bench run`
 reads it), its context switches per request and, when `perf` is installed, the futex
-calls it made. Builds alternate round by round, so drift of a shared machine hits them
+calls it made and its system calls per request. Builds alternate round by round, so drift of a shared machine hits them
 alike. Standard library only.
 """
 
@@ -122,7 +122,8 @@ def one_run(binary, n, rate):
         perf = None
         if shutil.which("perf"):
             perf = subprocess.Popen(
-                ["perf", "stat", "-x,", "-e", "syscalls:sys_enter_futex", "-p", str(gw.pid)],
+                ["perf", "stat", "-x,", "-e", "syscalls:sys_enter_futex,raw_syscalls:sys_enter",
+                 "-p", str(gw.pid)],
                 stderr=subprocess.PIPE,
                 text=True,
             )
@@ -131,14 +132,17 @@ def one_run(binary, n, rate):
         publish(internal, n, rate)
         used = cpu_s(gw.pid) - before
         cs = (switches(gw.pid) - cs_before) / n
-        futex = "-"
+        futex, syscalls = "-", "-"
         if perf:
             perf.send_signal(2)
             out = perf.communicate(timeout=10)[1]
             for line in out.splitlines():
+                count = line.split(",")[0]
                 if "sys_enter_futex" in line:
-                    futex = line.split(",")[0]
-        return used * 1e6 / n, cs, futex
+                    futex = count
+                elif "raw_syscalls:sys_enter" in line and count.isdigit():
+                    syscalls = f"{int(count) / n:.2f}"
+        return used * 1e6 / n, cs, futex, syscalls
 
 
 def main():
@@ -152,9 +156,10 @@ def main():
         sys.exit("--requests 1..100000, --rate 0..10000, --rounds 1..20")
     for r in range(1, a.rounds + 1):
         for g in a.gateways:
-            us, cs, futex = one_run(g, a.requests, a.rate)
+            us, cs, futex, syscalls = one_run(g, a.requests, a.rate)
             print(
-                f"round {r} {g}: {us:.1f} µs CPU per request, {cs:.2f} context switches per request, futex calls {futex}",
+                f"round {r} {g}: {us:.1f} µs CPU per request, {cs:.2f} context switches per request, futex calls {futex}, "
+                f"system calls per request {syscalls}",
                 flush=True,
             )
 
