@@ -48,6 +48,19 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
             "{name}: one serialization per batch"
         );
         assert!(r["gateway_cpu_s"].as_f64().unwrap() > 0.0, "{name}");
+        // Every frame's arrival was timestamped by the kernel, and arrives no later than
+        // it is read.
+        assert_eq!(r["frames_stamped"], r["frames_delivered"], "{name}");
+        let arrival_p99 = r["arrival_ms"][2].as_f64().unwrap();
+        assert!(
+            arrival_p99 <= r["excess_p99_ms"].as_f64().unwrap(),
+            "{name}: arrival p99 {arrival_p99}"
+        );
+        assert_eq!(
+            r["per_batch_arrival_ms"].as_array().unwrap().len(),
+            r["per_batch_excess_ms"].as_array().unwrap().len(),
+            "{name}"
+        );
         // Batches are told apart: several per run, each seen by every connection.
         let per_batch = r["per_batch_excess_ms"].as_array().unwrap();
         assert!(per_batch.len() >= 2, "{name}: {per_batch:?}");
@@ -96,6 +109,10 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     let md = std::fs::read_to_string(out.join(md)).unwrap();
     assert!(md.contains("## By connection count"), "{md}");
     assert!(md.contains("| excess p50 / p90 / p99 / max ms |"), "{md}");
+    assert!(
+        md.contains("| to arrival p50 / p90 / p99 / max ms |"),
+        "{md}"
+    );
     assert!(md.contains("## Idle connections"), "{md}");
     assert!(md.contains("- idle: "), "{md}");
     // The run judged against DESIGN §5 from its own figures: the tiny fanout is the only
@@ -108,6 +125,11 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     };
     assert!(
         goal_row("gateway CPU per delivered frame")
+            .contains("at 50 connections (the goal is at 15,000)"),
+        "{md}"
+    );
+    assert!(
+        goal_row("p99 publish → arrival on the client's socket, minus the window")
             .contains("at 50 connections (the goal is at 15,000)"),
         "{md}"
     );

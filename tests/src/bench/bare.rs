@@ -25,6 +25,12 @@ pub struct BareReport {
     /// Per round, in order: p50, p99 and max (ms), as the gateway's batches are reported.
     #[serde(default)]
     pub per_round_ms: Vec<[f64; 3]>,
+    /// The same to the frames' arrival on the readers' sockets (see
+    /// `Outcome::arrival_ms`).
+    #[serde(default)]
+    pub arrival_p99_ms: f64,
+    #[serde(default)]
+    pub per_round_arrival_ms: Vec<[f64; 3]>,
 }
 
 /// Reads one HTTP upgrade request and answers 101 (blocking, 5 s at most).

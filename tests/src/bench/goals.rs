@@ -63,6 +63,12 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// The p99 goals again, to the frame's arrival on the client's socket (the kernel's
+/// receive timestamp) rather than to the client's read: the clients share the gateway's
+/// two cores, and a frame that has arrived can still wait for its reader to be scheduled.
+const ARRIVAL_WINDOW: &str = "p99 publish → arrival on the client's socket, minus the window";
+const ARRIVAL_NO_WINDOW: &str = "p99 publish → arrival on the client's socket, window 0";
+
 fn pushfleet(r: &Outcome) -> bool {
     r.scenario
         .as_ref()
@@ -179,6 +185,17 @@ pub fn evaluate(results: &[Outcome]) -> Vec<Row> {
             at_most(r.excess_p99_ms, 100.0),
             true,
         ));
+        rows.push(row(
+            ARRIVAL_WINDOW,
+            "≤ 100 ms at 15,000 connections",
+            r,
+            format!(
+                "{:.1} ms (median batch {:.1} ms)",
+                r.arrival_ms[2], r.arrival_batch_p99_median_ms
+            ),
+            at_most(r.arrival_ms[2], 100.0),
+            true,
+        ));
     }
     for r in results.iter().filter(|r| {
         pushfleet(r)
@@ -192,6 +209,14 @@ pub fn evaluate(results: &[Outcome]) -> Vec<Row> {
             r,
             format!("{:.1} ms (p50 {:.1} ms)", r.excess_p99_ms, r.excess_p50_ms),
             at_most(r.excess_p99_ms, 5.0),
+            false,
+        ));
+        rows.push(row(
+            ARRIVAL_NO_WINDOW,
+            "≤ 5 ms at 500 connections",
+            r,
+            format!("{:.1} ms (p50 {:.1} ms)", r.arrival_ms[2], r.arrival_ms[0]),
+            at_most(r.arrival_ms[2], 5.0),
             false,
         ));
     }
@@ -318,6 +343,7 @@ mod tests {
             "fanout-15k" => {
                 o.cpu_ratio_to_bare = Some(1.25);
                 o.excess_p99_ms = 116.3;
+                o.arrival_ms = [50.0, 80.0, 99.5, 120.0];
             }
             "fanout-15k-small" => {
                 o.cpu_ratio_to_bare = Some(1.34);
@@ -326,6 +352,7 @@ mod tests {
             "latency-500" => {
                 o.messages_delivered = 500_000;
                 o.excess_p99_ms = 3.2;
+                o.arrival_ms = [1.0, 2.0, 5.5, 6.0];
             }
             "compare-pushfleet" => o.messages_per_cpu_s = 9_000_000.0,
             "compare-socketio" => o.messages_per_cpu_s = 100_000.0,
@@ -349,6 +376,13 @@ mod tests {
             v("p99 publish → deliver, window 0", "latency-500"),
             Verdict::Met
         );
+        // The arrival rows are judged on their own figure.
+        assert_eq!(v(ARRIVAL_WINDOW, "fanout-15k"), Verdict::Met);
+        assert_eq!(
+            find(&rows, ARRIVAL_WINDOW, "fanout-15k").result,
+            "99.5 ms (median batch 0.0 ms)"
+        );
+        assert_eq!(v(ARRIVAL_NO_WINDOW, "latency-500"), Verdict::NotMet);
         let vs = find(&rows, "delivered messages", "compare-pushfleet");
         assert_eq!(vs.verdict, Verdict::Met);
         assert!(vs.result.starts_with("90.0 ×"), "{}", vs.result);

@@ -11,7 +11,6 @@ pub mod hist;
 pub mod svg;
 pub mod worker;
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -62,6 +61,9 @@ pub struct Scenario {
     /// sets it also measures what idle connections cost: [`IdleCost`], over two intervals.
     #[serde(default)]
     pub ping_secs: Option<u64>,
+    /// How the client processes are scheduled beside the gateway.
+    #[serde(default)]
+    pub clients: worker::ClientSched,
 }
 
 /// What idle connections cost the gateway: its CPU over two ping intervals while every
@@ -171,6 +173,21 @@ pub struct Outcome {
     pub per_batch_excess_ms: Vec<[f64; 3]>,
     /// The median of the batches' p99s: what a typical batch's tail was.
     pub batch_p99_median_ms: f64,
+    /// The excess counted to the frame's arrival on the client's socket (the kernel's
+    /// receive timestamp) instead of to the client's read: p50, p90, p99, max, ms. The
+    /// clients share the gateway's cores; this is the latency a client on a machine of
+    /// its own would see, to within its read.
+    #[serde(default)]
+    pub arrival_ms: [f64; 4],
+    /// Like `per_batch_excess_ms`, to arrival.
+    #[serde(default)]
+    pub per_batch_arrival_ms: Vec<[f64; 3]>,
+    /// The median of the batches' p99s, to arrival.
+    #[serde(default)]
+    pub arrival_batch_p99_median_ms: f64,
+    /// Frames whose arrival the kernel timestamped (the rest count as arrived when read).
+    #[serde(default)]
+    pub frames_stamped: u64,
     /// One channel on one gateway: (gateway + clients CPU) per batch ÷ the machine's
     /// cores, ms. Where they share the cores, no batch can reach its last client sooner.
     pub batch_cpu_floor_ms: Option<f64>,
@@ -263,34 +280,25 @@ struct WorkerProc {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
-async fn spawn_worker(
-    target: SocketAddr,
-    source: IpAddr,
-    conns: usize,
-    channels: &[String],
-    window_ms: u64,
-    client: Option<worker::Protocol>,
-    connect_rate: u32,
-) -> WorkerProc {
+async fn spawn_worker(a: &worker::WorkerArgs) -> WorkerProc {
     let mut cmd = Command::new(bin_dir().join("bench"));
     cmd.arg("worker")
-        .args(["--target", &target.to_string()])
-        .args(["--source", &source.to_string()])
-        .args(["--conns", &conns.to_string()])
-        .args(["--channels", &channels.join(",")])
-        .args(["--window-ms", &window_ms.to_string()])
-        .args(["--connect-rate", &connect_rate.to_string()]);
-    match client {
-        None => {
-            cmd.arg("--raw-tcp");
-        }
-        Some(p) => {
-            let name = p
-                .to_possible_value()
-                .map(|v| v.get_name().to_owned())
-                .unwrap_or_default();
-            cmd.args(["--protocol", &name]);
-        }
+        .args(["--target", &a.target.to_string()])
+        .args(["--source", &a.source.to_string()])
+        .args(["--conns", &a.conns.to_string()])
+        .args(["--channels", &a.channels.join(",")])
+        .args(["--window-ms", &(a.window_us / 1000).to_string()])
+        .args(["--connect-rate", &a.connect_rate.to_string()])
+        .args(["--sched", a.sched.arg()]);
+    if a.raw_tcp {
+        cmd.arg("--raw-tcp");
+    } else {
+        let name = a
+            .protocol
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        cmd.args(["--protocol", &name]);
     }
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -554,16 +562,19 @@ async fn spawn_workers(
 ) -> Vec<WorkerProc> {
     let mut workers = Vec::new();
     for n in worker_split(conns, min_workers_per_target(s.gateways, cores())) {
-        let w = spawn_worker(
+        let w = spawn_worker(&worker::WorkerArgs {
             target,
-            source(*k),
-            n,
-            channels,
-            s.window_ms,
-            Some(s.server),
-            worker_connect_rate(s, cores()),
-        );
-        workers.push(w.await);
+            source: source(*k),
+            conns: n,
+            channels: channels.to_vec(),
+            connect_rate: worker_connect_rate(s, cores()),
+            window_us: s.window_ms * 1000,
+            raw_tcp: false,
+            protocol: s.server,
+            sched: s.clients,
+        })
+        .await;
+        workers.push(w);
         *k += 1;
     }
     workers
@@ -617,16 +628,17 @@ impl Outcome {
     /// Takes the workers' reports and derives the delivery and latency figures
     /// (`published`, `gateway_cpu_s` and `connected` are already set).
     async fn collect(&mut self, workers: Vec<WorkerProc>, channels: usize) {
-        let mut excess = Histogram::default();
+        let mut read = worker::Excess::default();
+        let mut arrival = worker::Excess::default();
         let mut latency = Histogram::default();
-        let mut per_batch = BTreeMap::<u64, Histogram>::new();
         for w in workers {
             let r = w.report().await;
             self.messages_delivered += r.messages;
             self.frames_delivered += r.frames;
-            excess.merge(&r.batch_excess);
+            self.frames_stamped += r.stamped;
+            read.merge(&r.read);
+            arrival.merge(&r.arrival);
             latency.merge(&r.message_latency);
-            merge_by_batch(&mut per_batch, &r.per_batch);
         }
         let per_channel = self.connected as f64 / channels.max(1) as f64;
         self.messages_expected = (self.published as f64 * per_channel).round() as u64;
@@ -634,22 +646,18 @@ impl Outcome {
             self.gateway_cpu_s * 1e6 / (self.messages_delivered.max(1) as f64);
         self.messages_per_cpu_s = self.messages_delivered as f64 / self.gateway_cpu_s.max(1e-9);
         let ms = |us: u64| us as f64 / 1000.0;
-        self.excess_p50_ms = ms(excess.quantile(0.50));
-        self.excess_p90_ms = ms(excess.quantile(0.90));
-        self.excess_p99_ms = ms(excess.quantile(0.99));
-        self.excess_max_ms = ms(excess.max_us);
-        self.per_batch_excess_ms = per_batch.values().map(spread_ms).collect();
+        self.excess_p50_ms = ms(read.all.quantile(0.50));
+        self.excess_p90_ms = ms(read.all.quantile(0.90));
+        self.excess_p99_ms = ms(read.all.quantile(0.99));
+        self.excess_max_ms = ms(read.all.max_us);
+        self.per_batch_excess_ms = read.per_batch.values().map(spread_ms).collect();
         self.batch_p99_median_ms = median_p99(&self.per_batch_excess_ms);
+        self.arrival_ms = [0.50, 0.90, 0.99, 1.0].map(|q| ms(arrival.all.quantile(q)));
+        self.per_batch_arrival_ms = arrival.per_batch.values().map(spread_ms).collect();
+        self.arrival_batch_p99_median_ms = median_p99(&self.per_batch_arrival_ms);
         self.latency_p50_ms = ms(latency.quantile(0.50));
         self.latency_p99_ms = ms(latency.quantile(0.99));
         self.message_latency = latency;
-    }
-}
-
-/// Adds one worker's per-batch histograms to those of the others.
-fn merge_by_batch(into: &mut BTreeMap<u64, Histogram>, from: &BTreeMap<u64, Histogram>) {
-    for (ts, h) in from {
-        into.entry(*ts).or_default().merge(h);
     }
 }
 
@@ -765,8 +773,9 @@ pub async fn run(s: &Scenario) -> Outcome {
             .max(1.0) as u32;
         let window = Duration::from_millis(s.window_ms.max(100));
         let frame = out.avg_frame_bytes as usize;
-        out.bare_raw = Some(baseline(connected as usize, frame, rounds, window, false).await);
-        let b = baseline(connected as usize, frame, rounds, window, true).await;
+        out.bare_raw =
+            Some(baseline(connected as usize, frame, rounds, window, false, s.clients).await);
+        let b = baseline(connected as usize, frame, rounds, window, true, s.clients).await;
         out.cpu_ratio_to_bare = Some(out.cpu_us_per_frame / b.cpu_us_per_write.max(1e-9));
         out.bare = Some(b);
     }
@@ -892,6 +901,7 @@ pub async fn baseline(
     rounds: u32,
     gap: Duration,
     websocket: bool,
+    sched: worker::ClientSched,
 ) -> bare::BareReport {
     let mut cmd = Command::new(bin_dir().join("bench"));
     cmd.arg("bare")
@@ -917,16 +927,17 @@ pub async fn baseline(
     // Source addresses from 127.0.0.102 on, apart from the scenario's workers'.
     let split = worker_split(sockets, min_workers_per_target(1, cores()));
     for (k, n) in (100..).zip(split) {
-        let client = websocket.then_some(worker::Protocol::Pushfleet);
-        let mut w = spawn_worker(
-            addr,
-            source(k),
-            n,
-            &["x".into()],
-            0,
-            client,
-            WORKER_CONNECT_RATE,
-        )
+        let mut w = spawn_worker(&worker::WorkerArgs {
+            target: addr,
+            source: source(k),
+            conns: n,
+            channels: vec!["x".into()],
+            connect_rate: WORKER_CONNECT_RATE,
+            window_us: 0,
+            raw_tcp: !websocket,
+            protocol: worker::Protocol::Pushfleet,
+            sched,
+        })
         .await;
         w.ready().await;
         readers.push(w);
@@ -936,18 +947,20 @@ pub async fn baseline(
         .ok()
         .and_then(|l| l.ok().flatten())
         .unwrap_or_default();
-    let mut seen = Histogram::default();
-    let mut rounds = BTreeMap::<u64, Histogram>::new();
+    let mut seen = worker::Excess::default();
+    let mut arrival = worker::Excess::default();
     for r in readers {
         let r = r.report().await;
-        seen.merge(&r.batch_excess);
-        merge_by_batch(&mut rounds, &r.per_batch);
+        seen.merge(&r.read);
+        arrival.merge(&r.arrival);
     }
     let mut report: bare::BareReport = serde_json::from_str(&line).unwrap_or_default();
     if websocket {
-        report.latency_p50_ms = seen.quantile(0.50) as f64 / 1000.0;
-        report.latency_p99_ms = seen.quantile(0.99) as f64 / 1000.0;
-        report.per_round_ms = rounds.values().map(spread_ms).collect();
+        report.latency_p50_ms = seen.all.quantile(0.50) as f64 / 1000.0;
+        report.latency_p99_ms = seen.all.quantile(0.99) as f64 / 1000.0;
+        report.per_round_ms = seen.per_batch.values().map(spread_ms).collect();
+        report.arrival_p99_ms = arrival.all.quantile(0.99) as f64 / 1000.0;
+        report.per_round_arrival_ms = arrival.per_batch.values().map(spread_ms).collect();
     }
     report
 }
@@ -978,6 +991,7 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         redis_bus: false,
         ramp: None,
         ping_secs: None,
+        clients: worker::ClientSched::Batch,
     };
     // Idle scenarios ping every few seconds, so that two rounds of pings fit in a short
     // window (what a ping costs does not depend on the interval).

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,15 +28,47 @@ pub struct WorkerReport {
     pub frames: u64,
     pub messages: u64,
     pub closed: u64,
-    /// Per batch: receive time − first message's publish time − merge window, µs.
-    pub batch_excess: Histogram,
+    /// Per batch and connection: the time the client read the frame − the first message's
+    /// publish time − the merge window.
+    pub read: Excess,
+    /// The same from the time the kernel queued the frame on the client's socket
+    /// (`SO_TIMESTAMPNS`): when the frame reached the client, whenever the client got the
+    /// CPU to read it.
+    pub arrival: Excess,
+    /// Frames whose arrival time came from the kernel (the others count as arrived when
+    /// read).
+    pub stamped: u64,
     /// Per message: receive time − its publish time, µs.
     pub message_latency: Histogram,
-    /// `batch_excess` split by batch (keyed by the batch's first publish time, µs), for
-    /// the first [`TRACKED_BATCHES`] batches: shows whether a tail is every batch's or one
-    /// batch's.
-    #[serde(default)]
+}
+
+/// Latency excess per batch and connection, µs: over all batches, and split by batch
+/// (keyed by the batch's first publish time, µs) for the first [`TRACKED_BATCHES`]
+/// batches, which shows whether a tail is every batch's or one batch's.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Excess {
+    pub all: Histogram,
     pub per_batch: BTreeMap<u64, Histogram>,
+}
+
+impl Excess {
+    fn record(&mut self, first_ts: u64, excess_us: u64) {
+        self.all.record(excess_us);
+        if self.per_batch.len() < TRACKED_BATCHES || self.per_batch.contains_key(&first_ts) {
+            self.per_batch
+                .entry(first_ts)
+                .or_default()
+                .record(excess_us);
+        }
+    }
+
+    /// Adds another worker's figures to these.
+    pub fn merge(&mut self, other: &Excess) {
+        self.all.merge(&other.all);
+        for (ts, h) in &other.per_batch {
+            self.per_batch.entry(*ts).or_default().merge(h);
+        }
+    }
 }
 
 /// Batches a worker keeps a histogram of its own for (later ones count only in the total).
@@ -54,6 +87,7 @@ pub struct WorkerArgs {
     pub raw_tcp: bool,
     /// Which server the WebSocket clients speak to.
     pub protocol: Protocol,
+    pub sched: ClientSched,
 }
 
 /// The servers a worker can load: Pushfleet, and the peers it is compared with.
@@ -94,29 +128,18 @@ struct Shared {
     settled: tokio::sync::Notify,
     upgraded: AtomicU64,
     frames: AtomicU64,
+    stamped: AtomicU64,
     messages: AtomicU64,
     closed: AtomicU64,
     hist: Mutex<Hists>,
 }
 
-/// What the connections record into: per-batch excess, per-message latency, per batch.
+/// What the connections record into.
 #[derive(Default)]
 struct Hists {
-    excess: Histogram,
+    read: Excess,
+    arrival: Excess,
     latency: Histogram,
-    per_batch: BTreeMap<u64, Histogram>,
-}
-
-impl Hists {
-    fn batch(&mut self, first_ts: u64, excess_us: u64) {
-        self.excess.record(excess_us);
-        if self.per_batch.len() < TRACKED_BATCHES || self.per_batch.contains_key(&first_ts) {
-            self.per_batch
-                .entry(first_ts)
-                .or_default()
-                .record(excess_us);
-        }
-    }
 }
 
 /// Pulls every `"ts_us":<digits>` out of a batch frame without a full JSON parse (this
@@ -152,21 +175,49 @@ fn count_messages(text: &[u8]) -> u64 {
     memchr::memmem::find_iter(text, b"\"seq\":").count() as u64
 }
 
-/// Puts this process under `SCHED_BATCH`: the kernel then never lets it preempt a running
-/// task when a frame wakes it. Clients of a real gateway run on other machines; here they
-/// share two cores with the gateway (and with the baseline server), and without this
-/// every frame written to a sleeping client could switch the writer out in the middle of
-/// its fan-out. They still get their fair share of the CPU.
-fn batch_scheduling() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads `param` and changes only this process's policy.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
-    if rc != 0 {
-        eprintln!(
-            "bench worker: SCHED_BATCH not set: {}",
-            std::io::Error::last_os_error()
-        );
+/// How a worker process shares the CPU with the gateway it loads. Clients of a real
+/// gateway run on other machines; here they share two cores with the gateway (and with
+/// the baseline server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientSched {
+    /// `SCHED_BATCH`: a fair share of the CPU, but a frame that wakes a client never
+    /// preempts a running task, so the gateway is not switched out in the middle of its
+    /// fan-out at every frame.
+    #[default]
+    Batch,
+    /// `SCHED_IDLE`: only the CPU the gateway (and everything else) leaves idle, the
+    /// nearest this machine comes to clients on machines of their own. Frames wait in
+    /// the clients' socket buffers until the fan-out is over, so read times are late by
+    /// design; the arrival times (`SO_TIMESTAMPNS`) are the figure to read.
+    Idle,
+}
+
+impl ClientSched {
+    /// The `bench worker --sched` value.
+    pub fn arg(self) -> &'static str {
+        match self {
+            ClientSched::Batch => "batch",
+            ClientSched::Idle => "idle",
+        }
+    }
+
+    /// Puts this process under the policy.
+    fn apply(self) {
+        let policy = match self {
+            ClientSched::Batch => libc::SCHED_BATCH,
+            ClientSched::Idle => libc::SCHED_IDLE,
+        };
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler reads `param` and changes only this process's policy.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
+        if rc != 0 {
+            eprintln!(
+                "bench worker: scheduling policy {self:?} not set: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 
@@ -176,6 +227,85 @@ const READ_BUFFER: usize = 16 * 1024;
 
 /// Largest frame a worker accepts (batches are far smaller).
 const MAX_FRAME: usize = 4 << 20;
+
+/// Asks the kernel to stamp every segment this socket receives with the time it was
+/// queued on it (`SO_TIMESTAMPNS`, wall clock, as the publish times are). On loopback
+/// that is the moment of the gateway's write: the time a frame reaches the client,
+/// apart from when this process, which shares the gateway's cores, gets to read it.
+fn stamp_arrivals(stream: &tokio::net::TcpStream) {
+    let on: libc::c_int = 1;
+    // SAFETY: the descriptor is open for the stream's lifetime; the option value is a
+    // live c_int of the size passed.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        eprintln!(
+            "bench worker: SO_TIMESTAMPNS not set: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// `read`, returning also the kernel's receive time (µs since the epoch) of the last
+/// segment it took, when the socket has [`stamp_arrivals`] on.
+async fn read_stamped(
+    stream: &tokio::net::TcpStream,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<u64>)> {
+    loop {
+        stream.readable().await?;
+        match stream.try_io(tokio::io::Interest::READABLE, || {
+            recv_stamped(stream.as_raw_fd(), buf)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
+/// One `recvmsg` into `buf`, with the `SCM_TIMESTAMPNS` control message parsed.
+fn recv_stamped(fd: RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Option<u64>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one timespec control message, aligned for `cmsghdr`.
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is a valid empty one; the fields set below point at
+    // `iov` and `control`, which outlive the call, with their true lengths. CMSG_* walk
+    // only the `msg_controllen` bytes the kernel filled, and the timestamp is read
+    // unaligned from inside them.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(fd, &mut msg, 0);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                stamp = Some(ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Ok((n as usize, stamp))
+    }
+}
 
 /// Upgrades with a minimal HTTP/1.1 request; returns bytes read past the response head
 /// (frames may follow it in the same read).
@@ -262,6 +392,10 @@ async fn run_ws(
     // processes share the gateway's cores).
     buf.resize(filled.max(READ_BUFFER), 0);
     let mut message: Vec<u8> = Vec::new();
+    stamp_arrivals(&stream);
+    // The kernel's receive time of the last segment read (frames completed by that read
+    // arrived no later); none for bytes that came with the handshake's answer.
+    let mut arrived: Option<u64> = None;
     loop {
         while let Some((fin, op, head, len)) = frame_header(&buf[..filled]) {
             if len > MAX_FRAME {
@@ -292,7 +426,7 @@ async fn run_ws(
                 0x0..=0x2 if !fin || !message.is_empty() => {
                     message.extend_from_slice(payload);
                     if fin {
-                        record(&message, &args, sampled, &shared);
+                        record(&message, arrived, &args, sampled, &shared);
                         message.clear();
                     }
                 }
@@ -306,7 +440,7 @@ async fn run_ws(
                             b""
                         }
                         [b'4', b'2', ..] => {
-                            record(payload, &args, sampled, &shared);
+                            record(payload, arrived, &args, sampled, &shared);
                             b""
                         }
                         _ => b"",
@@ -315,7 +449,7 @@ async fn run_ws(
                         break;
                     }
                 }
-                0x1 | 0x2 => record(payload, &args, sampled, &shared),
+                0x1 | 0x2 => record(payload, arrived, &args, sampled, &shared),
                 _ => {}
             }
             buf.copy_within(head + len..filled, 0);
@@ -330,9 +464,12 @@ async fn run_ws(
             }
             buf.resize((buf.len() * 2).max(256), 0);
         }
-        match stream.read(&mut buf[filled..]).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => filled += n,
+        match read_stamped(&stream, &mut buf[filled..]).await {
+            Ok((0, _)) | Err(_) => break,
+            Ok((n, stamp)) => {
+                filled += n;
+                arrived = stamp;
+            }
         }
     }
     shared.closed.fetch_add(1, Ordering::Relaxed);
@@ -345,29 +482,38 @@ fn client_text(payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Counts one batch frame and records its latencies.
-fn record(frame: &[u8], args: &WorkerArgs, sampled: bool, shared: &Shared) {
+/// Counts one batch frame and records its latencies; `arrived` is the kernel's receive
+/// time of the frame's last segment, when the read that completed it had one.
+fn record(frame: &[u8], arrived: Option<u64>, args: &WorkerArgs, sampled: bool, shared: &Shared) {
     let now = now_us();
     shared.frames.fetch_add(1, Ordering::Relaxed);
+    if arrived.is_some() {
+        shared.stamped.fetch_add(1, Ordering::Relaxed);
+    }
+    let arrived = arrived.unwrap_or(now);
     // Every connection times the first message of each batch (cheap: it is near the
     // start of the frame); one in SAMPLE also times every message, and counts are taken
     // from the batch size. The worker runs on a current-thread runtime: this lock is
     // never contended.
     let mut h = shared.hist.lock().unwrap_or_else(|e| e.into_inner());
-    let excess = |ts: u64| now.saturating_sub(ts).saturating_sub(args.window_us);
+    let batch = |h: &mut Hists, ts: u64| {
+        let excess = |t: u64| t.saturating_sub(ts).saturating_sub(args.window_us);
+        h.read.record(ts, excess(now));
+        h.arrival.record(ts, excess(arrived));
+    };
     if sampled {
         let mut first = true;
         for ts in timestamps(frame) {
             shared.messages.fetch_add(1, Ordering::Relaxed);
             h.latency.record(now.saturating_sub(ts));
             if first {
-                h.batch(ts, excess(ts));
+                batch(&mut h, ts);
                 first = false;
             }
         }
     } else {
         if let Some(ts) = timestamps(frame).next() {
-            h.batch(ts, excess(ts));
+            batch(&mut h, ts);
         }
         shared
             .messages
@@ -392,7 +538,7 @@ async fn run_raw(mut stream: tokio::net::TcpStream, shared: Arc<Shared>) {
 
 /// Runs the worker until the orchestrator asks for the report.
 pub async fn run(args: WorkerArgs) {
-    batch_scheduling();
+    args.sched.apply();
     let args = Arc::new(args);
     let shared = Arc::new(Shared::default());
     let started = Instant::now();
@@ -440,9 +586,9 @@ pub async fn run(args: WorkerArgs) {
         }
     }
     let Hists {
-        excess: batch_excess,
+        read,
+        arrival,
         latency: message_latency,
-        per_batch,
     } = std::mem::take(&mut *shared.hist.lock().unwrap_or_else(|e| e.into_inner()));
     let report = WorkerReport {
         connected,
@@ -451,9 +597,10 @@ pub async fn run(args: WorkerArgs) {
         frames: shared.frames.load(Ordering::Relaxed),
         messages: shared.messages.load(Ordering::Relaxed),
         closed: shared.closed.load(Ordering::Relaxed),
-        batch_excess,
+        read,
+        arrival,
+        stamped: shared.stamped.load(Ordering::Relaxed),
         message_latency,
-        per_batch,
     };
     println!("{}", serde_json::to_string(&report).unwrap_or_default());
     std::process::exit(0);
@@ -481,21 +628,48 @@ mod tests {
 
     #[test]
     fn tracks_each_batch_apart_up_to_a_bound() {
-        let mut h = Hists::default();
-        h.batch(100, 5_000);
-        h.batch(100, 9_000);
-        h.batch(200, 1_000);
-        assert_eq!(h.excess.total, 3);
+        let mut h = Excess::default();
+        h.record(100, 5_000);
+        h.record(100, 9_000);
+        h.record(200, 1_000);
+        assert_eq!(h.all.total, 3);
         assert_eq!(h.per_batch.len(), 2);
         assert_eq!(h.per_batch[&100].total, 2);
         assert_eq!(h.per_batch[&100].max_us, 9_000);
         for ts in 0..2 * TRACKED_BATCHES as u64 {
-            h.batch(1_000 + ts, 10);
+            h.record(1_000 + ts, 10);
         }
         assert_eq!(h.per_batch.len(), TRACKED_BATCHES, "bounded");
-        h.batch(100, 20_000);
+        h.record(100, 20_000);
         assert_eq!(h.per_batch[&100].total, 3, "a tracked batch still counts");
-        assert_eq!(h.excess.total, 4 + 2 * TRACKED_BATCHES as u64);
+        assert_eq!(h.all.total, 4 + 2 * TRACKED_BATCHES as u64);
+        let mut other = Excess::default();
+        other.record(100, 1);
+        other.record(7, 1);
+        h.merge(&other);
+        assert_eq!(h.per_batch[&100].total, 4);
+        assert_eq!(h.per_batch[&7].total, 1, "merged batches are all kept");
+    }
+
+    #[test]
+    fn client_policies_are_applied() {
+        for (sched, policy) in [
+            (ClientSched::Batch, libc::SCHED_BATCH),
+            (ClientSched::Idle, libc::SCHED_IDLE),
+        ] {
+            // On Linux the policy is the calling thread's: a thread of its own each.
+            let got = std::thread::spawn(move || {
+                sched.apply();
+                // SAFETY: sched_getscheduler only reads this thread's policy.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::sched_getscheduler(0)
+                }
+            })
+            .join()
+            .expect("thread");
+            assert_eq!(got, policy, "{sched:?}");
+        }
     }
 
     #[test]

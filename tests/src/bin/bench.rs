@@ -44,6 +44,11 @@ enum Cmd {
         /// (default: each worker at 20,000 per second).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         ramp: Option<u32>,
+        /// Run the client processes under this policy (default: batch). `idle` leaves
+        /// them only the CPU the gateway does not use, as if they were elsewhere; read
+        /// the arrival figures then (docs/PERFORMANCE.md).
+        #[arg(long, value_enum)]
+        clients: Option<bench::worker::ClientSched>,
     },
     /// A client process.
     Worker {
@@ -63,6 +68,8 @@ enum Cmd {
         raw_tcp: bool,
         #[arg(long, value_enum, default_value_t)]
         protocol: bench::worker::Protocol,
+        #[arg(long, value_enum, default_value_t)]
+        sched: bench::worker::ClientSched,
     },
     /// The bare-write baseline server.
     Bare {
@@ -105,6 +112,7 @@ fn main() {
             connect_rate,
             raw_tcp,
             protocol,
+            sched,
         } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -119,6 +127,7 @@ fn main() {
                 window_us: window_ms * 1000,
                 raw_tcp,
                 protocol,
+                sched,
             }));
         }
         Cmd::Run {
@@ -128,6 +137,7 @@ fn main() {
             rate,
             conns,
             ramp,
+            clients,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -138,18 +148,24 @@ fn main() {
                 &size,
                 &out,
                 only.as_deref(),
-                Overrides { rate, conns, ramp },
+                Overrides {
+                    rate,
+                    conns,
+                    ramp,
+                    clients,
+                },
             ));
         }
     }
 }
 
-/// Scenario settings replaced for an ad-hoc run (`bench run --rate/--conns/--ramp`).
+/// Scenario settings replaced for an ad-hoc run (`bench run --rate/--conns/--ramp/--clients`).
 #[derive(Clone, Copy, Default)]
 struct Overrides {
     rate: Option<u32>,
     conns: Option<u64>,
     ramp: Option<u32>,
+    clients: Option<bench::worker::ClientSched>,
 }
 
 impl Overrides {
@@ -162,6 +178,9 @@ impl Overrides {
         }
         if self.ramp.is_some() {
             s.ramp = self.ramp;
+        }
+        if let Some(c) = self.clients {
+            s.clients = c;
         }
     }
 
@@ -179,6 +198,9 @@ impl Overrides {
         }
         if let Some(n) = self.ramp {
             c.push_str(&format!(" --ramp {n}"));
+        }
+        if let Some(k) = self.clients {
+            c.push_str(&format!(" --clients {}", k.arg()));
         }
         c
     }
@@ -399,7 +421,7 @@ fn summary_line(r: &Outcome) -> String {
         );
     }
     format!(
-        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p50 / p90 / p99 / max {:.1} / {:.1} / {:.1} / {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), {} of {} messages, {:.2} serializations/batch, publish round trip p50 / p99 / max {:.1} / {:.1} / {:.1} ms",
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p50 / p90 / p99 / max {:.1} / {:.1} / {:.1} / {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), to arrival {:.1} / {:.1} / {:.1} / {:.1} ms (median batch's p99 {:.1} ms{}), {} of {} messages, {:.2} serializations/batch, publish round trip p50 / p99 / max {:.1} / {:.1} / {:.1} ms",
         r.name(),
         r.connected,
         r.connect_s,
@@ -421,6 +443,15 @@ fn summary_line(r: &Outcome) -> String {
         r.bare
             .as_ref()
             .map(|b| format!("; bare write to the same readers: p50 {:.1} ms, p99 {:.1} ms, median round's p99 {:.1} ms", b.latency_p50_ms, b.latency_p99_ms, bench::median_p99(&b.per_round_ms)))
+            .unwrap_or_default(),
+        r.arrival_ms[0],
+        r.arrival_ms[1],
+        r.arrival_ms[2],
+        r.arrival_ms[3],
+        r.arrival_batch_p99_median_ms,
+        r.bare
+            .as_ref()
+            .map(|b| format!("; bare write: p99 {:.1} ms, median round's p99 {:.1} ms", b.arrival_p99_ms, bench::median_p99(&b.per_round_arrival_ms)))
             .unwrap_or_default(),
         r.messages_delivered,
         r.messages_expected,
@@ -469,8 +500,8 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
     );
     s.push_str(&bench::goals::markdown(&bench::goals::evaluate(results)));
     s.push_str("## Scenarios\n\n");
-    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | CPU s per M msgs | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p90 / p99 / max ms | latency p50 / p99 ms | slow closes | publish round trip p99 / max ms |\n");
-    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    s.push_str("| scenario | conns | connect s | RSS KiB/conn | msgs delivered / expected | frames | CPU µs/frame | CPU s per M msgs | bare µs/write (WS readers) | ratio | bare µs/write (raw readers) | ser/batch | excess p50 / p90 / p99 / max ms | to arrival p50 / p90 / p99 / max ms | latency p50 / p99 ms | slow closes | publish round trip p99 / max ms |\n");
+    s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for r in results {
         let bare = r
             .bare
@@ -484,7 +515,7 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
             .as_ref()
             .map_or("–".into(), |b| format!("{:.2}", b.cpu_us_per_write));
         s.push_str(&format!(
-            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {:.3} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.1} / {:.1} |\n",
+            "| {} | {} | {:.2} | {:.2} | {} / {} | {} | {:.2} | {:.3} | {} | {} | {} | {:.2} | {:.1} / {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} / {:.1} | {:.1} / {:.1} | {} | {:.1} / {:.1} |\n",
             r.name(),
             r.connected,
             r.connect_s,
@@ -502,6 +533,10 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
             r.excess_p90_ms,
             r.excess_p99_ms,
             r.excess_max_ms,
+            r.arrival_ms[0],
+            r.arrival_ms[1],
+            r.arrival_ms[2],
+            r.arrival_ms[3],
             r.latency_p50_ms,
             r.latency_p99_ms,
             r.slow_consumer_closes,
@@ -509,12 +544,27 @@ fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> Stri
             r.publish_rtt_ms[2],
         ));
     }
-    s.push_str("\n`excess` = receive time − first message's publish time − merge window, per batch. Publish round trip: each publish, request sent → answer read (a publish the gateway reads late, during a fan-out, opens its batch's window that much late). CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections, at least one per core, under SCHED_BATCH.\n");
+    s.push_str(&format!("\n`excess` = receive time − first message's publish time − merge window, per batch and connection; `to arrival`, the same from the time the kernel queued the frame on the client's socket (`SO_TIMESTAMPNS`) instead of the time the client read it. Publish round trip: each publish, request sent → answer read (a publish the gateway reads late, during a fan-out, opens its batch's window that much late). CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections, at least one per core, under {}.\n", clients_policy(results)));
     s.push_str(&idle_costs(results));
     s.push_str(&by_connections(results));
     s.push_str(&by_batch(results));
     s.push_str(&comparison(results));
     s
+}
+
+/// The client processes' scheduling policy in words (one `bench run` uses one).
+fn clients_policy(results: &[Outcome]) -> &'static str {
+    let sched = results
+        .iter()
+        .find_map(|r| r.scenario.as_ref())
+        .map(|s| s.clients)
+        .unwrap_or_default();
+    match sched {
+        bench::worker::ClientSched::Batch => "SCHED_BATCH",
+        bench::worker::ClientSched::Idle => {
+            "SCHED_IDLE (`--clients idle`: they read when the gateway leaves a core idle, so read the arrival figures)"
+        }
+    }
 }
 
 /// The idle scenarios' CPU per ping, a line each.
@@ -644,6 +694,7 @@ mod unit {
             rate: Some(10),
             conns: Some(600),
             ramp: Some(2_000),
+            clients: Some(bench::worker::ClientSched::Idle),
         };
         let mut s = bench::scenarios("full")
             .into_iter()
@@ -651,9 +702,10 @@ mod unit {
             .expect("fanout-15k");
         over.apply(&mut s);
         assert_eq!((s.rate, s.conns, s.ramp), (10, 600, Some(2_000)));
+        assert_eq!(s.clients, bench::worker::ClientSched::Idle);
         assert_eq!(
             over.command("full", Some("fanout")),
-            "bench run --size full --only fanout --rate 10 --conns 600 --ramp 2000"
+            "bench run --size full --only fanout --rate 10 --conns 600 --ramp 2000 --clients idle"
         );
         // An idle scenario keeps publishing nothing.
         let mut idle = bench::scenarios("full")
