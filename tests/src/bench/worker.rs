@@ -260,13 +260,28 @@ async fn read_stamped(
     stream: &tokio::net::TcpStream,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, Option<u64>)> {
+    use std::io::ErrorKind::WouldBlock;
+    let len = buf.len();
     loop {
         stream.readable().await?;
-        match stream.try_io(tokio::io::Interest::READABLE, || {
-            recv_stamped(stream.as_raw_fd(), buf)
-        }) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            r => return r,
+        let mut drained = None;
+        let r = stream.try_io(tokio::io::Interest::READABLE, || {
+            match recv_stamped(stream.as_raw_fd(), buf) {
+                // A read that did not fill the buffer emptied the socket. Answering
+                // WouldBlock makes tokio clear the socket's readiness, as its own `read`
+                // does after a short read, instead of this task paying one more
+                // `recvmsg` per frame only to be told EAGAIN.
+                Ok((n, stamp)) if n > 0 && n < len => {
+                    drained = Some((n, stamp));
+                    Err(WouldBlock.into())
+                }
+                r => r,
+            }
+        });
+        match (r, drained) {
+            (_, Some(read)) => return Ok(read),
+            (Err(e), None) if e.kind() == WouldBlock => continue,
+            (r, None) => return r,
         }
     }
 }
