@@ -188,7 +188,7 @@ const SAMPLE: usize = 16;
 /// `channel`, `messages`), the channel names (`bench<i>`), the padding (`x`s), nor a
 /// peer's framing (`42["message",…]`). So counting that one byte counts the messages, in
 /// one SIMD pass with no work per match, where searching for the key cost this process
-/// a fifth of its CPU (`perf record` of the workers during fanout-15k-small). A stray
+/// most of 18 % of its CPU (`perf record` of the workers during fanout-15k-small). A stray
 /// `q` would count a message too many, and the bench's every-message-arrived check
 /// (`messages delivered = expected`) would say so.
 fn count_messages(text: &[u8]) -> u64 {
