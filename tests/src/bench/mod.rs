@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -280,6 +279,13 @@ struct WorkerProc {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
+/// How a `clap::ValueEnum` value is spelled on the command line.
+pub fn arg_name(v: &impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
+}
+
 async fn spawn_worker(a: &worker::WorkerArgs) -> WorkerProc {
     let mut cmd = Command::new(bin_dir().join("bench"));
     cmd.arg("worker")
@@ -289,16 +295,11 @@ async fn spawn_worker(a: &worker::WorkerArgs) -> WorkerProc {
         .args(["--channels", &a.channels.join(",")])
         .args(["--window-ms", &(a.window_us / 1000).to_string()])
         .args(["--connect-rate", &a.connect_rate.to_string()])
-        .args(["--sched", a.sched.arg()]);
+        .args(["--sched", &arg_name(&a.sched)]);
     if a.raw_tcp {
         cmd.arg("--raw-tcp");
     } else {
-        let name = a
-            .protocol
-            .to_possible_value()
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default();
-        cmd.args(["--protocol", &name]);
+        cmd.args(["--protocol", &arg_name(&a.protocol)]);
     }
     let mut child = cmd
         .stdin(Stdio::piped())

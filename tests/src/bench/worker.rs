@@ -214,14 +214,6 @@ pub enum ClientSched {
 }
 
 impl ClientSched {
-    /// The `bench worker --sched` value.
-    pub fn arg(self) -> &'static str {
-        match self {
-            ClientSched::Batch => "batch",
-            ClientSched::Idle => "idle",
-        }
-    }
-
     /// Puts this process under the policy.
     fn apply(self) {
         let policy = match self {

@@ -200,7 +200,7 @@ impl Overrides {
             c.push_str(&format!(" --ramp {n}"));
         }
         if let Some(k) = self.clients {
-            c.push_str(&format!(" --clients {}", k.arg()));
+            c.push_str(&format!(" --clients {}", bench::arg_name(&k)));
         }
         c
     }
