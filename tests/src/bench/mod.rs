@@ -1040,14 +1040,16 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
             sc("fanout", 1, 50, 1, 20, 2, 200, false, true),
             sc("fleet", 2, 40, 2, 20, 2, 100, true, false),
         ],
+        // About a minute in all: 3 s of publishing (three batches at a 1 s window) and
+        // pings every 2 s are enough to show the figures; `full` is the measurement.
         "quick" => vec![
-            idle("idle-3k", 3_000, 5),
-            sc("fanout-3k", 1, 3_000, 1, 100, 5, 1000, false, true),
-            sc("latency-500", 1, 500, 1, 100, 5, 0, false, false),
-            sc("fleet-3x1k", 3, 3_000, 1, 100, 5, 1000, true, false),
+            idle("idle-3k", 3_000, 2),
+            sc("fanout-3k", 1, 3_000, 1, 100, 3, 1000, false, true),
+            sc("latency-500", 1, 500, 1, 100, 3, 0, false, false),
+            sc("fleet-3x1k", 3, 3_000, 1, 100, 3, 1000, true, false),
         ]
         .into_iter()
-        .chain(compare(500, 100, 5))
+        .chain(compare(500, 100, 3))
         .collect(),
         _ => vec![
             idle("idle-15k", 15_000, 5),
