@@ -111,6 +111,29 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// What one trivial system call (`getppid`) costs on this host, in ns: the median of 5
+/// rounds of 200,000. Kernel entry and exit are set by the host's CPU and its speculation
+/// mitigations, and every socket write and read pays them; hosts of the same kind differ
+/// by up to twice in this, and their runs' CPU per frame and latencies with it, so each
+/// run records it beside the machine.
+pub fn syscall_ns() -> f64 {
+    const CALLS: u32 = 200_000;
+    let mut rounds: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..CALLS {
+                // SAFETY: getppid takes no arguments, cannot fail and touches no memory.
+                #[allow(unsafe_code)]
+                let ppid = unsafe { libc::syscall(libc::SYS_getppid) };
+                std::hint::black_box(ppid);
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(CALLS)
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[rounds.len() / 2]
+}
+
 /// At least this many worker processes for each of `gateways` targets on a machine of
 /// `cores`: together, one per core.
 fn min_workers_per_target(gateways: usize, cores: usize) -> usize {
@@ -1107,6 +1130,12 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
 #[cfg(test)]
 mod cpu_tests {
     use super::*;
+
+    #[test]
+    fn a_system_call_costs_between_a_nanosecond_and_a_tenth_of_a_millisecond() {
+        let ns = syscall_ns();
+        assert!(ns.is_finite() && (1.0..100_000.0).contains(&ns), "{ns} ns");
+    }
 
     #[test]
     fn precise_and_tick_cpu_agree_for_this_process() {

@@ -223,13 +223,16 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
         eprintln!("{}", summary_line(&r));
         results.push(r);
     }
+    let host = Host::measure();
     let stamp = timestamp();
     std::fs::create_dir_all(out).expect("create results dir");
     let base = out.join(format!("{stamp}-{size}"));
     let json = serde_json::json!({
         "when": stamp,
         "size": size,
-        "machine": machine(),
+        "machine": host.machine,
+        "kernel": host.kernel,
+        "syscall_ns": host.syscall_ns,
         "command": command,
         "results": results,
     });
@@ -248,7 +251,7 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
             g.verdict_text().replace("**", "")
         );
     }
-    let md = markdown(&stamp, size, &command, &results);
+    let md = markdown(&stamp, size, &command, &host, &results);
     std::fs::write(base.with_extension("md"), &md).expect("write md");
     let cdf: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
@@ -493,10 +496,10 @@ fn comparison(results: &[Outcome]) -> String {
     s
 }
 
-fn markdown(stamp: &str, size: &str, command: &str, results: &[Outcome]) -> String {
+fn markdown(stamp: &str, size: &str, command: &str, host: &Host, results: &[Outcome]) -> String {
     let mut s = format!(
-        "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `{command}` (release build). Machine: {}.\n\n",
-        machine()
+        "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `{command}` (release build). Machine: {}, kernel {}; one system call (`getppid`) {:.0} ns.\n\n",
+        host.machine, host.kernel, host.syscall_ns
     );
     s.push_str(&bench::goals::markdown(&bench::goals::evaluate(results)));
     s.push_str("## Scenarios\n\n");
@@ -640,6 +643,26 @@ fn timestamp() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// The host a run was measured on: what it is, and what its kernel entry costs (measured
+/// after the scenarios, on a quiet machine).
+struct Host {
+    machine: String,
+    kernel: String,
+    syscall_ns: f64,
+}
+
+impl Host {
+    fn measure() -> Self {
+        Host {
+            machine: machine(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|k| k.trim().to_owned())
+                .unwrap_or_default(),
+            syscall_ns: bench::syscall_ns(),
+        }
+    }
 }
 
 fn machine() -> String {
