@@ -113,9 +113,9 @@ pub fn cores() -> usize {
 
 /// What one trivial system call (`getppid`) costs on this host, in ns: the median of 5
 /// rounds of 200,000. Kernel entry and exit are set by the host's CPU and its speculation
-/// mitigations, and every socket write and read pays them; hosts of the same kind differ
-/// by up to twice in this, and their runs' CPU per frame and latencies with it, so each
-/// run records it beside the machine.
+/// mitigations, and every socket write and read pays them. Hosts of the same kind differ
+/// (round 9's ran round 8's code about half as fast: docs/PERFORMANCE.md), so each run
+/// records this beside the machine, the first figure to compare between two hosts.
 pub fn syscall_ns() -> f64 {
     const CALLS: u32 = 200_000;
     let mut rounds: Vec<f64> = (0..5)
