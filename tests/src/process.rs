@@ -163,13 +163,8 @@ impl Gateway {
 
     /// Resident memory of the process, in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        crate::bench::proc_rss_kib(self.pid())
+            .unwrap_or_else(|| panic!("no VmRSS for gateway pid {}", self.pid()))
     }
 
     /// Sends SIGTERM.

@@ -4,12 +4,33 @@
 //! Every figure comes from the processes themselves: connections and latencies from the
 //! workers, RSS and CPU from `/proc/<gateway>`, frames, batches and serializations from the
 //! gateway's `/metrics`, and the bare-write baseline from [`bare`] in the same run.
+//!
+//! # Layout
+//! - this file: one scenario's run ([`run`]): gateways, client workers, the publisher,
+//!   what is read from them ([`Outcome`]), and the bare-write [`baseline`];
+//! - `scenario`: the scenarios of each size and how their connections are spread over
+//!   worker processes; `peers`: the same load on Socket.IO and a plain Node broadcaster;
+//! - `host`: cores, a system call's cost, a process's CPU and RSS from `/proc`;
+//! - [`worker`]: the client worker process; [`bare`]: the bare-write server;
+//!   [`hist`]: latency histograms; [`goals`]: DESIGN §5's verdicts; [`svg`]: the plots.
 
 pub mod bare;
 pub mod goals;
 pub mod hist;
+mod host;
+mod peers;
+mod scenario;
 pub mod svg;
 pub mod worker;
+
+pub use host::{cores, proc_cpu_s, proc_rss_kib, syscall_ns};
+pub use peers::missing_prerequisite;
+use peers::{run_peer, socketio_emit};
+use scenario::min_workers_per_target;
+pub use scenario::{
+    default_ping_secs, scenarios, worker_connect_rate, worker_split, workers_for, Scenario,
+    STANDARD_PAYLOAD, WORKER_CONNECT_RATE,
+};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -23,47 +44,6 @@ use tokio::process::{Child, ChildStdin, Command};
 use crate::{Gateway, Redis};
 use hist::Histogram;
 use worker::{now_us, WorkerReport};
-
-/// Padding bytes in the standard message (`Scenario::payload`).
-pub const STANDARD_PAYLOAD: usize = 64;
-
-/// Most connections one worker process opens (one process may hold ~20,000 files).
-const PER_WORKER: usize = 5_000;
-
-/// One benchmark scenario.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Scenario {
-    pub name: String,
-    pub gateways: usize,
-    pub conns: usize,
-    pub channels: usize,
-    /// Messages per second, in total over all channels (0: idle scenario).
-    pub rate: u32,
-    pub duration_s: u64,
-    pub window_ms: u64,
-    pub via_redis: bool,
-    /// Padding bytes in each message.
-    pub payload: usize,
-    /// Also measure the bare-write baseline with the same frame and socket count.
-    pub baseline: bool,
-    /// The server under load: Pushfleet, or a peer it is compared with.
-    #[serde(default)]
-    pub server: worker::Protocol,
-    /// Pushfleet on the Redis bus even with one gateway and HTTP publishing.
-    #[serde(default)]
-    pub redis_bus: bool,
-    /// Connections opened per second, all workers together (`None`: each worker as fast
-    /// as [`WORKER_CONNECT_RATE`] lets it).
-    #[serde(default)]
-    pub ramp: Option<u32>,
-    /// The gateway's `--ping-interval-secs` (`None`: its default). An idle scenario that
-    /// sets it also measures what idle connections cost: [`IdleCost`], over two intervals.
-    #[serde(default)]
-    pub ping_secs: Option<u64>,
-    /// How the client processes are scheduled beside the gateway.
-    #[serde(default)]
-    pub clients: worker::ClientSched,
-}
 
 /// What idle connections cost the gateway: its CPU over two ping intervals while every
 /// connection is subscribed and nothing is published, per server ping sent (the ping's
@@ -83,79 +63,6 @@ impl IdleCost {
     /// Gateway CPU for `conns` idle connections pinged every `interval_s`, ms per second.
     pub fn cpu_ms_per_s(&self, conns: u64, interval_s: u64) -> f64 {
         self.cpu_us_per_ping * conns as f64 / interval_s.max(1) as f64 / 1000.0
-    }
-}
-
-/// The gateway's default `--ping-interval-secs` (with no flag or environment variable).
-pub fn default_ping_secs() -> u64 {
-    gateway::config::Config::load_from(["gateway"]).map_or(0, |c| c.ping_interval_secs)
-}
-
-/// Connections per second one worker opens unless the scenario sets a ramp.
-pub const WORKER_CONNECT_RATE: u32 = 20_000;
-
-/// How many connections each client worker process of one target holds: at most
-/// [`PER_WORKER`] each, and at least `min_workers` processes while each still gets a
-/// connection, as even as they can be. Real clients read in parallel on their own
-/// machines; one process holding all of a small scenario's connections would read them
-/// one after another on one core, and its last read would come that much later.
-pub fn worker_split(conns: usize, min_workers: usize) -> Vec<usize> {
-    let n = conns.div_ceil(PER_WORKER).max(min_workers.min(conns));
-    (0..n)
-        .map(|i| conns / n + usize::from(i < conns % n))
-        .collect()
-}
-
-/// The machine's cores (1 if unknown).
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// What one trivial system call (`getppid`) costs on this host, in ns: the median of 5
-/// rounds of 200,000. Kernel entry and exit are set by the host's CPU and its speculation
-/// mitigations, and every socket write and read pays them. Hosts of the same kind differ
-/// (round 9's ran round 8's code about half as fast: docs/PERFORMANCE.md), so each run
-/// records this beside the machine, the first figure to compare between two hosts.
-pub fn syscall_ns() -> f64 {
-    const CALLS: u32 = 200_000;
-    let mut rounds: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..CALLS {
-                // SAFETY: getppid takes no arguments, cannot fail and touches no memory.
-                #[allow(unsafe_code)]
-                let ppid = unsafe { libc::syscall(libc::SYS_getppid) };
-                std::hint::black_box(ppid);
-            }
-            t.elapsed().as_nanos() as f64 / f64::from(CALLS)
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[rounds.len() / 2]
-}
-
-/// At least this many worker processes for each of `gateways` targets on a machine of
-/// `cores`: together, one per core.
-fn min_workers_per_target(gateways: usize, cores: usize) -> usize {
-    cores.div_ceil(gateways.max(1))
-}
-
-/// Worker processes a scenario starts on a machine of `cores`: per gateway,
-/// [`worker_split`] of its connections.
-pub fn workers_for(s: &Scenario, cores: usize) -> usize {
-    let gateways = s.gateways.max(1);
-    gateways * worker_split(s.conns / gateways, min_workers_per_target(gateways, cores)).len()
-}
-
-/// Connections per second for each of the scenario's workers: its ramp shared among them
-/// (at least 1), or [`WORKER_CONNECT_RATE`].
-pub fn worker_connect_rate(s: &Scenario, cores: usize) -> u32 {
-    match s.ramp {
-        None => WORKER_CONNECT_RATE,
-        Some(total) => {
-            let workers = u32::try_from(workers_for(s, cores).max(1)).unwrap_or(u32::MAX);
-            (total / workers).max(1)
-        }
     }
 }
 
@@ -245,55 +152,6 @@ fn bin_dir() -> PathBuf {
     } else {
         dir
     }
-}
-
-/// Kernel clock ticks per second, for /proc/<pid>/stat.
-fn ticks_per_s() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    #[allow(unsafe_code)]
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
-/// CPU time of a process, seconds: the sum of its threads' `se.sum_exec_runtime`
-/// (`/proc/<pid>/task/*/sched`, nanoseconds), which resolves the small totals of the
-/// comparison scenarios; `utime + stime` (`/proc/<pid>/stat`, 10 ms ticks) if that is
-/// unreadable. Every process measured keeps its threads for the whole run, so no time is
-/// lost with an exited thread.
-pub fn proc_cpu_s(pid: i32) -> f64 {
-    let precise = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .ok()
-        .map(|tasks| {
-            tasks
-                .flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("sched")).ok())
-                .filter_map(|text| {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix("se.sum_exec_runtime"))
-                        .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse::<f64>().ok())
-                })
-                .sum::<f64>()
-                / 1e3
-        });
-    match precise {
-        Some(s) if s > 0.0 => s,
-        _ => proc_ticks_s(pid),
-    }
-}
-
-/// utime + stime of a process, seconds (10 ms resolution).
-fn proc_ticks_s(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name.
-    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // rest starts at field 3 (state); utime is field 14, stime 15.
-    (ticks(11) + ticks(12)) / ticks_per_s()
 }
 
 struct WorkerProc {
@@ -480,42 +338,9 @@ fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
         .map_or(f64::INFINITY, |x| x.0)
 }
 
-/// What `@socket.io/redis-emitter` publishes for `io.to(room).emit("message", data)`: on
-/// `socket.io#/#<room>#`, the MessagePack array `[uid, packet, opts]` that the Redis
-/// adapter of every Socket.IO node decodes and broadcasts to the room.
-fn socketio_emit(room: &str, data: &str) -> (String, Vec<u8>) {
-    #[derive(Serialize)]
-    struct Packet<'a> {
-        #[serde(rename = "type")]
-        kind: u8,
-        data: (&'a str, serde_json::Value),
-        nsp: &'a str,
-    }
-    #[derive(Serialize)]
-    struct Opts<'a> {
-        rooms: [&'a str; 1],
-        except: [&'a str; 0],
-        flags: std::collections::BTreeMap<String, bool>,
-    }
-    let value = serde_json::from_str(data).unwrap_or(serde_json::Value::Null);
-    let packet = Packet {
-        kind: 2, // EVENT
-        data: ("message", value),
-        nsp: "/",
-    };
-    let opts = Opts {
-        rooms: [room],
-        except: [],
-        flags: Default::default(),
-    };
-    let bytes = rmp_serde::to_vec_named(&("emitter", packet, opts)).unwrap_or_default();
-    (format!("socket.io#/#{room}#"), bytes)
-}
-
 /// Publishes the scenario's messages, each carrying its publish time: straight to Redis
-/// (`via_redis`) or with `POST` to `targets` in turn (address, path).
-/// Publishes the scenario's messages; returns how many were accepted and each publish's
-/// round trip (request sent → answer read), µs: what a backend waits, and how long a
+/// (`via_redis`) or with `POST` to `targets` in turn (address, path). Returns how many
+/// were accepted and each publish's round trip (request sent → answer read), µs: what a backend waits, and how long a
 /// publish sat unread while the gateway was busy (a batch's window opens only then).
 async fn publisher(
     s: &Scenario,
@@ -819,103 +644,6 @@ async fn batches(gws: &[Gateway]) -> f64 {
     t
 }
 
-/// `VmRSS` of a process, KiB.
-fn proc_rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Where the peers' Node programs live (`bench/node`, dependencies from `npm ci`).
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/node")
-}
-
-/// What `s` needs that this checkout lacks, said so that the reader can fix it (checked
-/// before a run starts, so a long run does not stop halfway).
-pub fn missing_prerequisite(s: &Scenario) -> Option<String> {
-    let peer = matches!(
-        s.server,
-        worker::Protocol::Socketio | worker::Protocol::Plain
-    );
-    let modules = node_dir().join("node_modules");
-    (peer && !modules.is_dir()).then(|| {
-        format!(
-            "{} is missing: run `npm ci --prefix bench/node` (make bench does)",
-            modules.display()
-        )
-    })
-}
-
-/// A peer scenario: the same load as Pushfleet's comparison scenario, on Socket.IO with
-/// its Redis adapter or on a plain Node `ws` broadcaster. Every message is its own frame
-/// there (neither merges), so the figure compared is messages delivered per CPU-second of
-/// the server process, over the publish phase and the time it takes to deliver the rest.
-async fn run_peer(s: &Scenario) -> Outcome {
-    let script = match s.server {
-        worker::Protocol::Socketio => "socketio-server.js",
-        _ => "ws-server.js",
-    };
-    // `bench run` checks this before it starts; a direct caller gets the same words.
-    if let Some(why) = missing_prerequisite(s) {
-        panic!("{why}");
-    }
-    let dir = node_dir();
-    let redis = if s.server == worker::Protocol::Socketio {
-        Some(Redis::start().await)
-    } else {
-        None
-    };
-    let mut cmd = Command::new("node");
-    cmd.arg(dir.join(script)).env("PORT", "0");
-    if let Some(r) = &redis {
-        cmd.env("REDIS_URL", r.url());
-    }
-    let mut server = cmd
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node (Node.js 20 is needed for the peer scenarios)");
-    let pid = server.id().expect("node pid") as i32;
-    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .ok()
-        .and_then(|l| l.ok().flatten())
-        .unwrap_or_default();
-    let port: u16 = first
-        .strip_prefix("listening ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{script} did not start: {first:?}"));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let channels: Vec<String> = (0..s.channels.max(1))
-        .map(|i| format!("bench{i}"))
-        .collect();
-    let rss_before = proc_rss_kib(pid);
-    let mut workers = spawn_workers(addr, s.conns, &channels, s, &mut 0).await;
-    let ready = all_ready(&mut workers).await;
-    let mut out = Outcome::idle(s, ready, rss_before, || proc_rss_kib(pid)).await;
-    let cpu0 = proc_cpu_s(pid);
-    let clients0: f64 = workers.iter().map(WorkerProc::cpu_s).sum();
-    let (published, rtt) = publisher(s, &[(addr, "/publish")], redis.as_ref(), &channels).await;
-    out.published = published;
-    out.publish_rtt_ms = spread_ms(&rtt);
-    // Measurement pacing: a peer that fell behind gets the same 3 s to catch up.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    out.gateway_cpu_s = proc_cpu_s(pid) - cpu0;
-    out.clients_cpu_s = workers.iter().map(WorkerProc::cpu_s).sum::<f64>() - clients0;
-    // Every frame of a peer is one message, written once per connection.
-    out.collect(workers, channels.len()).await;
-    out.gateway_frames_sent = out.frames_delivered as f64;
-    out.cpu_us_per_frame = out.gateway_cpu_s * 1e6 / out.gateway_frames_sent.max(1.0);
-    let _ = server.kill().await;
-    out
-}
-
 /// The bare-write baseline: `sockets` sockets, `rounds` writes of `frame_bytes`, `gap`
 /// apart (the scenario's merge window), read by the scenario's WebSocket clients
 /// (`websocket`) or by plain TCP readers.
@@ -989,176 +717,6 @@ pub async fn baseline(
     report
 }
 
-/// The standard scenarios (`make bench`) or small ones (`make bench-quick`, and `tiny`
-/// for `make test`).
-pub fn scenarios(size: &str) -> Vec<Scenario> {
-    let sc = |name: &str,
-              gateways,
-              conns,
-              channels,
-              rate,
-              duration_s,
-              window_ms,
-              via_redis,
-              baseline| Scenario {
-        name: name.into(),
-        gateways,
-        conns,
-        channels,
-        rate,
-        duration_s,
-        window_ms,
-        via_redis,
-        payload: STANDARD_PAYLOAD,
-        baseline,
-        server: worker::Protocol::Pushfleet,
-        redis_bus: false,
-        ramp: None,
-        ping_secs: None,
-        clients: worker::ClientSched::Batch,
-    };
-    // Idle scenarios ping every few seconds, so that two rounds of pings fit in a short
-    // window (what a ping costs does not depend on the interval).
-    let idle = |name: &str, conns, ping_secs| Scenario {
-        ping_secs: Some(ping_secs),
-        ..sc(name, 1, conns, 1, 0, 0, 1000, false, false)
-    };
-    // The same load on Pushfleet and on its peers. Pushfleet and Socket.IO run as a fleet
-    // would, on Redis, and the backend publishes straight to Redis (Pushfleet's envelope;
-    // for Socket.IO what `@socket.io/redis-emitter` sends); the plain Node broadcaster has
-    // no bus and gets the same messages over HTTP.
-    let compare = |conns: usize, rate: u32, duration_s: u64| {
-        let pf = Scenario {
-            redis_bus: true,
-            ..sc(
-                "compare-pushfleet",
-                1,
-                conns,
-                1,
-                rate,
-                duration_s,
-                1000,
-                true,
-                false,
-            )
-        };
-        let sio = Scenario {
-            name: "compare-socketio".into(),
-            server: worker::Protocol::Socketio,
-            window_ms: 0,
-            ..pf.clone()
-        };
-        let ws = Scenario {
-            name: "compare-nodews".into(),
-            server: worker::Protocol::Plain,
-            window_ms: 0,
-            via_redis: false,
-            ..pf.clone()
-        };
-        [pf, sio, ws]
-    };
-    match size {
-        "tiny" => vec![
-            idle("idle", 20, 1),
-            sc("fanout", 1, 50, 1, 20, 2, 200, false, true),
-            sc("fleet", 2, 40, 2, 20, 2, 100, true, false),
-        ],
-        // About a minute in all: 3 s of publishing (three batches at a 1 s window) and
-        // pings every 2 s are enough to show the figures; `full` is the measurement.
-        "quick" => vec![
-            idle("idle-3k", 3_000, 2),
-            sc("fanout-3k", 1, 3_000, 1, 100, 3, 1000, false, true),
-            sc("latency-500", 1, 500, 1, 100, 3, 0, false, false),
-            sc("fleet-3x1k", 3, 3_000, 1, 100, 3, 1000, true, false),
-        ]
-        .into_iter()
-        .chain(compare(500, 100, 3))
-        .collect(),
-        _ => vec![
-            idle("idle-15k", 15_000, 5),
-            // CPU per frame and latency against connection count (the same load, shorter).
-            sc("fanout-1k", 1, 1_000, 1, 100, 5, 1000, false, true),
-            sc("fanout-3k", 1, 3_000, 1, 100, 5, 1000, false, true),
-            sc("fanout-7.5k", 1, 7_500, 1, 100, 5, 1000, false, true),
-            sc("fanout-15k", 1, 15_000, 1, 100, 10, 1000, false, true),
-            // The same with the smallest messages the bench sends (timestamp and sequence
-            // number only): how latency at 15k depends on the frame size.
-            Scenario {
-                payload: 0,
-                ..sc("fanout-15k-small", 1, 15_000, 1, 100, 10, 1000, false, true)
-            },
-            // fanout-15k with the messages taken in from Redis (a Redis bus, the backend
-            // publishing straight to it) instead of one HTTP request each: how much of
-            // the gap to the bare write is the HTTP publishing.
-            Scenario {
-                redis_bus: true,
-                ..sc("fanout-15k-redis", 1, 15_000, 1, 100, 10, 1000, true, true)
-            },
-            sc("latency-500", 1, 500, 1, 100, 10, 0, false, false),
-            // The cost of taking a message in, on the Redis bus: one subscriber, window 0,
-            // so CPU per frame is CPU per message; straight from Redis, and through
-            // `POST /api/publish` (which publishes to Redis itself).
-            Scenario {
-                redis_bus: true,
-                ..sc("ingest-redis", 1, 1, 1, 100, 10, 0, true, false)
-            },
-            Scenario {
-                redis_bus: true,
-                ..sc("ingest-http-redis", 1, 1, 1, 100, 10, 0, false, false)
-            },
-            // The embedded bus through the API, as fanout-15k publishes.
-            sc("ingest-http-memory", 1, 1, 1, 100, 10, 0, false, false),
-            sc("fleet-3x5k", 3, 15_000, 1, 100, 10, 1000, true, false),
-            sc(
-                "channels-20x750",
-                1,
-                15_000,
-                20,
-                100,
-                10,
-                1000,
-                false,
-                false,
-            ),
-        ]
-        .into_iter()
-        .chain(compare(1_000, 100, 10))
-        .collect(),
-    }
-}
-
-#[cfg(test)]
-mod cpu_tests {
-    use super::*;
-
-    #[test]
-    fn a_system_call_costs_between_a_nanosecond_and_a_tenth_of_a_millisecond() {
-        let ns = syscall_ns();
-        assert!(ns.is_finite() && (1.0..100_000.0).contains(&ns), "{ns} ns");
-    }
-
-    #[test]
-    fn precise_and_tick_cpu_agree_for_this_process() {
-        let pid = std::process::id() as i32;
-        let start = proc_ticks_s(pid);
-        // Burn CPU until the tick clock shows 0.3 s more (30 s at most).
-        let mut x = 0u64;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while proc_ticks_s(pid) - start < 0.3 && Instant::now() < deadline {
-            for _ in 0..100_000 {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-            }
-        }
-        assert_ne!(x, 1);
-        let (precise, ticks) = (proc_cpu_s(pid), proc_ticks_s(pid));
-        assert!(ticks - start >= 0.3, "no CPU burnt in 30 s");
-        assert!(
-            (precise - ticks).abs() < 0.1,
-            "precise {precise} vs ticks {ticks}"
-        );
-    }
-}
-
 #[cfg(test)]
 mod batch_tests {
     use super::*;
@@ -1176,70 +734,5 @@ mod batch_tests {
         let rows = [[1.0, 30.0, 31.0], [1.0, 10.0, 11.0], [1.0, 500.0, 501.0]];
         assert_eq!(median_p99(&rows), 30.0, "one slow batch does not move it");
         assert_eq!(median_p99(&[]), 0.0);
-    }
-}
-
-#[cfg(test)]
-mod ramp_tests {
-    use super::*;
-
-    fn scenario(name: &str) -> Scenario {
-        scenarios("full")
-            .into_iter()
-            .find(|s| s.name == name)
-            .unwrap_or_else(|| panic!("no scenario {name}"))
-    }
-
-    #[test]
-    fn a_ramp_is_shared_among_the_workers() {
-        let mut s = scenario("fanout-15k");
-        assert_eq!(
-            workers_for(&s, 2),
-            3,
-            "15,000 connections, 5,000 per worker"
-        );
-        assert_eq!(workers_for(&s, 4), 4, "at least one per core");
-        assert_eq!(
-            worker_connect_rate(&s, 2),
-            WORKER_CONNECT_RATE,
-            "no ramp set"
-        );
-        s.ramp = Some(3_000);
-        assert_eq!(worker_connect_rate(&s, 2), 1_000);
-        s.ramp = Some(1);
-        assert_eq!(
-            worker_connect_rate(&s, 2),
-            1,
-            "never 0: a worker must connect"
-        );
-        let mut fleet = scenario("fleet-3x5k");
-        assert_eq!(workers_for(&fleet, 2), 3, "one worker per gateway");
-        assert_eq!(workers_for(&fleet, 4), 6, "two per gateway on four cores");
-        fleet.ramp = Some(900);
-        assert_eq!(worker_connect_rate(&fleet, 2), 300);
-        assert_eq!(workers_for(&scenario("latency-500"), 2), 2, "one per core");
-        assert_eq!(
-            workers_for(&scenario("ingest-redis"), 2),
-            1,
-            "one connection"
-        );
-    }
-
-    #[test]
-    fn connections_are_split_evenly_over_enough_workers() {
-        assert_eq!(
-            worker_split(15_000, 2),
-            vec![5_000; 3],
-            "at most 5,000 each"
-        );
-        assert_eq!(worker_split(7_500, 2), vec![3_750, 3_750]);
-        assert_eq!(worker_split(500, 2), vec![250, 250], "one per core");
-        assert_eq!(worker_split(5_001, 1), vec![2_501, 2_500]);
-        assert_eq!(
-            worker_split(3, 4),
-            vec![1, 1, 1],
-            "none without a connection"
-        );
-        assert!(worker_split(0, 2).is_empty());
     }
 }

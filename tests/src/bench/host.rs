@@ -1,0 +1,131 @@
+//! What the bench reads from the host and from the processes it measures: the cores, what
+//! a system call costs, and a process's CPU time and RSS from `/proc`.
+
+use std::time::Instant;
+
+/// The machine's cores (1 if unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What one trivial system call (`getppid`) costs on this host, in ns: the median of 5
+/// rounds of 200,000. Kernel entry and exit are set by the host's CPU and its speculation
+/// mitigations, and every socket write and read pays them. Hosts of the same kind differ
+/// (round 9's ran round 8's code about half as fast: docs/PERFORMANCE.md), so each run
+/// records this beside the machine, the first figure to compare between two hosts.
+pub fn syscall_ns() -> f64 {
+    const CALLS: u32 = 200_000;
+    let mut rounds: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..CALLS {
+                // SAFETY: getppid takes no arguments, cannot fail and touches no memory.
+                #[allow(unsafe_code)]
+                let ppid = unsafe { libc::syscall(libc::SYS_getppid) };
+                std::hint::black_box(ppid);
+            }
+            t.elapsed().as_nanos() as f64 / f64::from(CALLS)
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[rounds.len() / 2]
+}
+
+/// Kernel clock ticks per second, for /proc/<pid>/stat.
+fn ticks_per_s() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// CPU time of a process, seconds: the sum of its threads' `se.sum_exec_runtime`
+/// (`/proc/<pid>/task/*/sched`, nanoseconds), which resolves the small totals of the
+/// comparison scenarios; `utime + stime` (`/proc/<pid>/stat`, 10 ms ticks) if that is
+/// unreadable. Every process measured keeps its threads for the whole run, so no time is
+/// lost with an exited thread.
+pub fn proc_cpu_s(pid: i32) -> f64 {
+    let precise = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("sched")).ok())
+                .filter_map(|text| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("se.sum_exec_runtime"))
+                        .and_then(|v| v.trim_start_matches([' ', ':']).trim().parse::<f64>().ok())
+                })
+                .sum::<f64>()
+                / 1e3
+        });
+    match precise {
+        Some(s) if s > 0.0 => s,
+        _ => proc_ticks_s(pid),
+    }
+}
+
+/// utime + stime of a process, seconds (10 ms resolution).
+fn proc_ticks_s(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // rest starts at field 3 (state); utime is field 14, stime 15.
+    (ticks(11) + ticks(12)) / ticks_per_s()
+}
+
+/// `VmRSS` of a process, KiB (`None` if the process is gone or the line unreadable).
+pub fn proc_rss_kib(pid: i32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_system_call_costs_between_a_nanosecond_and_a_tenth_of_a_millisecond() {
+        let ns = syscall_ns();
+        assert!(ns.is_finite() && (1.0..100_000.0).contains(&ns), "{ns} ns");
+    }
+
+    #[test]
+    fn rss_is_read_for_a_live_process_and_none_for_a_gone_one() {
+        let own = proc_rss_kib(std::process::id() as i32);
+        assert!(own.is_some_and(|kib| kib > 0), "{own:?}");
+        assert_eq!(proc_rss_kib(i32::MAX), None, "no such pid");
+    }
+
+    #[test]
+    fn precise_and_tick_cpu_agree_for_this_process() {
+        let pid = std::process::id() as i32;
+        let start = proc_ticks_s(pid);
+        // Burn CPU until the tick clock shows 0.3 s more (30 s at most).
+        let mut x = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while proc_ticks_s(pid) - start < 0.3 && Instant::now() < deadline {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+        }
+        assert_ne!(x, 1);
+        let (precise, ticks) = (proc_cpu_s(pid), proc_ticks_s(pid));
+        assert!(ticks - start >= 0.3, "no CPU burnt in 30 s");
+        assert!(
+            (precise - ticks).abs() < 0.1,
+            "precise {precise} vs ticks {ticks}"
+        );
+    }
+}
