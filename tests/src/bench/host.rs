@@ -90,6 +90,51 @@ pub fn proc_rss_kib(pid: i32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The host a run was measured on: what it is, and what its kernel entry costs (measured
+/// after the scenarios, on a quiet machine).
+pub struct Host {
+    pub machine: String,
+    pub kernel: String,
+    pub syscall_ns: f64,
+}
+
+impl Host {
+    pub fn measure() -> Self {
+        Host {
+            machine: machine(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|k| k.trim().to_owned())
+                .unwrap_or_default(),
+            syscall_ns: syscall_ns(),
+        }
+    }
+}
+
+fn machine() -> String {
+    let cpus = cores();
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0);
+    format!("{cpus} cores ({model}), {} GiB", mem / 1024 / 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@
 //!   what is read from them ([`Outcome`]), and the bare-write [`baseline`];
 //! - `scenario`: the scenarios of each size and how their connections are spread over
 //!   worker processes; `peers`: the same load on Socket.IO and a plain Node broadcaster;
-//! - `host`: cores, a system call's cost, a process's CPU and RSS from `/proc`;
+//! - `host`: the host ([`Host`]: machine, kernel, a system call's cost) and a process's
+//!   CPU and RSS from `/proc`; [`report`]: the summary line and the Markdown summary;
 //! - [`worker`]: the client worker process; [`bare`]: the bare-write server;
 //!   [`hist`]: latency histograms; [`goals`]: DESIGN §5's verdicts; [`svg`]: the plots.
 
@@ -19,11 +20,12 @@ pub mod goals;
 pub mod hist;
 mod host;
 mod peers;
+pub mod report;
 mod scenario;
 pub mod svg;
 pub mod worker;
 
-pub use host::{cores, proc_cpu_s, proc_rss_kib, syscall_ns};
+pub use host::{cores, proc_cpu_s, proc_rss_kib, syscall_ns, Host};
 pub use peers::missing_prerequisite;
 use peers::{run_peer, socketio_emit};
 use scenario::min_workers_per_target;
