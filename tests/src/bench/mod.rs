@@ -6,10 +6,12 @@
 //! gateway's `/metrics`, and the bare-write baseline from [`bare`] in the same run.
 //!
 //! # Layout
-//! - this file: one scenario's run ([`run`]): gateways, client workers, the publisher,
-//!   what is read from them ([`Outcome`]), and the bare-write [`baseline`];
+//! - this file: one scenario's run ([`run`]): gateways, the publisher, what is read
+//!   from them ([`Outcome`]), and the bare-write [`baseline`];
 //! - `scenario`: the scenarios of each size and how their connections are spread over
-//!   worker processes; `peers`: the same load on Socket.IO and a plain Node broadcaster;
+//!   worker processes; `workers`: starting those processes and reading their reports;
+//!   `scrape`: what is read from the gateways' `/metrics`; `peers`: the same load on
+//!   Socket.IO and a plain Node broadcaster;
 //! - `host`: the host ([`Host`]: machine, kernel, a system call's cost) and a process's
 //!   CPU and RSS from `/proc`; [`report`]: the summary line and the Markdown summary;
 //! - [`worker`]: the client worker process; [`bare`]: the bare-write server;
@@ -22,8 +24,10 @@ mod host;
 mod peers;
 pub mod report;
 mod scenario;
+mod scrape;
 pub mod svg;
 pub mod worker;
+mod workers;
 
 pub use host::{cores, proc_cpu_s, proc_rss_kib, syscall_ns, Host};
 pub use peers::missing_prerequisite;
@@ -33,19 +37,22 @@ pub use scenario::{
     default_ping_secs, scenarios, worker_connect_rate, worker_split, workers_for, Scenario,
     STANDARD_PAYLOAD, WORKER_CONNECT_RATE,
 };
+use scrape::{batches, bucket_quantile, buckets, idle_cost, sum_metric};
+pub use workers::arg_name;
+use workers::{all_ready, source, spawn_worker, spawn_workers, WorkerProc};
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
 
 use crate::{Gateway, Redis};
 use hist::Histogram;
-use worker::{now_us, WorkerReport};
+use worker::now_us;
 
 /// What idle connections cost the gateway: its CPU over two ping intervals while every
 /// connection is subscribed and nothing is published, per server ping sent (the ping's
@@ -156,86 +163,6 @@ fn bin_dir() -> PathBuf {
     }
 }
 
-struct WorkerProc {
-    child: Child,
-    stdin: ChildStdin,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-/// How a `clap::ValueEnum` value is spelled on the command line.
-pub fn arg_name(v: &impl clap::ValueEnum) -> String {
-    v.to_possible_value()
-        .map(|p| p.get_name().to_owned())
-        .unwrap_or_default()
-}
-
-async fn spawn_worker(a: &worker::WorkerArgs) -> WorkerProc {
-    let mut cmd = Command::new(bin_dir().join("bench"));
-    cmd.arg("worker")
-        .args(["--target", &a.target.to_string()])
-        .args(["--source", &a.source.to_string()])
-        .args(["--conns", &a.conns.to_string()])
-        .args(["--channels", &a.channels.join(",")])
-        .args(["--window-ms", &(a.window_us / 1000).to_string()])
-        .args(["--connect-rate", &a.connect_rate.to_string()])
-        .args(["--sched", &arg_name(&a.sched)]);
-    if a.raw_tcp {
-        cmd.arg("--raw-tcp");
-    } else {
-        cmd.args(["--protocol", &arg_name(&a.protocol)]);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn bench worker");
-    let stdin = child.stdin.take().expect("stdin");
-    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    WorkerProc {
-        child,
-        stdin,
-        lines,
-    }
-}
-
-impl WorkerProc {
-    fn cpu_s(&self) -> f64 {
-        self.child.id().map_or(0.0, |pid| proc_cpu_s(pid as i32))
-    }
-
-    async fn ready(&mut self) -> (u64, u64, u64) {
-        let line = tokio::time::timeout(Duration::from_secs(180), self.lines.next_line())
-            .await
-            .expect("worker ready in time")
-            .expect("worker output")
-            .expect("worker exited early");
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        (v[0], v[1], v[2])
-    }
-
-    async fn report(mut self) -> WorkerReport {
-        let _ = self.stdin.write_all(b"report\n").await;
-        let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
-            .await
-            .expect("worker report in time")
-            .expect("worker output")
-            .unwrap_or_default();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-        serde_json::from_str(&line).unwrap_or_default()
-    }
-}
-
-/// Source address for worker `k`: 127.0.0.2, 127.0.0.3, …
-fn source(k: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (k % 250) as u8))
-}
-
 async fn start_gateways(s: &Scenario, redis: Option<&Redis>) -> Vec<Gateway> {
     let mut gws = Vec::new();
     for _ in 0..s.gateways {
@@ -262,82 +189,6 @@ async fn start_gateways(s: &Scenario, redis: Option<&Redis>) -> Vec<Gateway> {
         .await;
     }
     gws
-}
-
-/// The gateways' CPU and pings over two ping intervals of an idle scenario.
-async fn idle_cost(gws: &[Gateway], interval_s: u64) -> IdleCost {
-    let window = Duration::from_secs(2 * interval_s);
-    let cpu0: f64 = gws.iter().map(|g| proc_cpu_s(g.pid())).sum();
-    let pings0 = sum_metric(gws, "pushfleet_pings_sent_total", "").await;
-    let t0 = std::time::Instant::now();
-    // Measurement window, not synchronisation: two rounds of pings to every connection.
-    tokio::time::sleep(window).await;
-    let gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
-    let pings = sum_metric(gws, "pushfleet_pings_sent_total", "").await - pings0;
-    IdleCost {
-        ping_interval_s: interval_s,
-        window_s: t0.elapsed().as_secs_f64(),
-        pings,
-        gateway_cpu_s,
-        cpu_us_per_ping: gateway_cpu_s * 1e6 / pings.max(1.0),
-    }
-}
-
-async fn sum_metric(gws: &[Gateway], name: &str, labels: &str) -> f64 {
-    let mut t = 0.0;
-    for g in gws {
-        t += g.metric(name, labels).await;
-    }
-    t
-}
-
-/// Cumulative `(upper bound, count)` buckets of a histogram, summed over the gateways.
-async fn buckets(gws: &[Gateway], name: &str) -> Vec<(f64, f64)> {
-    let mut out: Vec<(f64, f64)> = Vec::new();
-    for g in gws {
-        let text = crate::http::get(g.internal, "/metrics").await.body;
-        let prefix = format!("{name}_bucket{{le=\"");
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix(&prefix) else {
-                continue;
-            };
-            let Some((le, count)) = rest.split_once("\"} ") else {
-                continue;
-            };
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().unwrap_or(f64::INFINITY)
-            };
-            let count: f64 = count.trim().parse().unwrap_or(0.0);
-            match out.iter_mut().find(|(b, _)| *b == le) {
-                Some(e) => e.1 += count,
-                None => out.push((le, count)),
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.total_cmp(&b.0));
-    out
-}
-
-/// The upper bound of the bucket holding quantile `q` of the observations made between
-/// two bucket snapshots (the resolution of the histogram's buckets).
-fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
-    let delta: Vec<(f64, f64)> = after
-        .iter()
-        .map(|(le, c)| {
-            let b = before.iter().find(|(l, _)| l == le).map_or(0.0, |x| x.1);
-            (*le, c - b)
-        })
-        .collect();
-    let total = delta.last().map_or(0.0, |x| x.1);
-    if total <= 0.0 {
-        return 0.0;
-    }
-    delta
-        .iter()
-        .find(|(_, c)| *c >= q * total)
-        .map_or(f64::INFINITY, |x| x.0)
 }
 
 /// Publishes the scenario's messages, each carrying its publish time: straight to Redis
@@ -400,47 +251,6 @@ async fn publisher(
         rtt.record(now_us().saturating_sub(sent_at));
     }
     (sent, rtt)
-}
-
-/// Worker processes for `conns` connections to `target` ([`worker_split`], one source
-/// address each, numbered from `k` on), speaking the scenario's protocol.
-async fn spawn_workers(
-    target: SocketAddr,
-    conns: usize,
-    channels: &[String],
-    s: &Scenario,
-    k: &mut usize,
-) -> Vec<WorkerProc> {
-    let mut workers = Vec::new();
-    for n in worker_split(conns, min_workers_per_target(s.gateways, cores())) {
-        let w = spawn_worker(&worker::WorkerArgs {
-            target,
-            source: source(*k),
-            conns: n,
-            channels: channels.to_vec(),
-            connect_rate: worker_connect_rate(s, cores()),
-            window_us: s.window_ms * 1000,
-            raw_tcp: false,
-            protocol: s.server,
-            sched: s.clients,
-        })
-        .await;
-        workers.push(w);
-        *k += 1;
-    }
-    workers
-}
-
-/// Waits until every worker has its connections up: (connected, failed, seconds).
-async fn all_ready(workers: &mut [WorkerProc]) -> (u64, u64, f64) {
-    let t0 = Instant::now();
-    let (mut connected, mut failed) = (0, 0);
-    for w in workers.iter_mut() {
-        let (c, f, _) = w.ready().await;
-        connected += c;
-        failed += f;
-    }
-    (connected, failed, t0.elapsed().as_secs_f64())
 }
 
 impl Outcome {
@@ -631,19 +441,6 @@ pub async fn run(s: &Scenario) -> Outcome {
         out.bare = Some(b);
     }
     out
-}
-
-async fn batches(gws: &[Gateway]) -> f64 {
-    let mut t = 0.0;
-    for trig in ["window", "count", "bytes", "immediate"] {
-        t += sum_metric(
-            gws,
-            "pushfleet_batches_flushed_total",
-            &format!("trigger=\"{trig}\""),
-        )
-        .await;
-    }
-    t
 }
 
 /// The bare-write baseline: `sockets` sockets, `rounds` writes of `frame_bytes`, `gap`
