@@ -313,7 +313,7 @@ mod tests {
 
     /// Every scenario of `size` as if it had run and sent frames.
     fn ran(size: &str) -> Vec<Outcome> {
-        super::super::scenarios(size)
+        crate::bench::scenarios(size)
             .into_iter()
             .map(|s| Outcome {
                 connected: s.conns as u64,
