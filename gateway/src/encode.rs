@@ -1,10 +1,10 @@
 //! Batch encoding: a flushed batch becomes one frame per encoding in use, built once.
 //!
 //! JSON frames are assembled from the published JSON bytes verbatim (no parse, no
-//! re-serialization); MessagePack frames transcode each message once per batch.
+//! re-serialization); MessagePack frames transcode each message once per batch, straight
+//! from its JSON bytes.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::Serialize;
 
 use crate::frame::{self, OP_BINARY, OP_TEXT};
 use crate::hub::Encoding;
@@ -42,25 +42,38 @@ fn put_json(out: &mut BytesMut, channel: &str, messages: &[Bytes]) {
     out.put_slice(JSON_SUFFIX);
 }
 
-#[derive(Serialize)]
-struct BatchMsgpack<'a> {
-    op: &'static str,
-    channel: &'a str,
-    messages: Vec<serde_json::Value>,
+/// The same batch as a MessagePack map: `{"op":"batch","channel":…,"messages":[…]}`, each
+/// message transcoded from its JSON in one pass, with no tree in between (a message's
+/// object keys keep their order). A message that is not valid JSON (impossible after
+/// validation at the edge) is sent as `nil` rather than dropped, so indexes match.
+pub fn batch_msgpack(channel: &str, messages: &[Bytes]) -> Bytes {
+    // MessagePack is about as long as the JSON it comes from.
+    let mut out = Vec::with_capacity(json_len(channel, messages));
+    // Writes into a `Vec` cannot fail; the lengths fit in `u32` (a batch is bounded).
+    let _ = rmp::encode::write_map_len(&mut out, 3);
+    let _ = rmp::encode::write_str(&mut out, "op");
+    let _ = rmp::encode::write_str(&mut out, "batch");
+    let _ = rmp::encode::write_str(&mut out, "channel");
+    let _ = rmp::encode::write_str(&mut out, channel);
+    let _ = rmp::encode::write_str(&mut out, "messages");
+    let _ = rmp::encode::write_array_len(&mut out, messages.len() as u32);
+    for m in messages {
+        let start = out.len();
+        if transcode_json(m, &mut out).is_err() {
+            out.truncate(start);
+            let _ = rmp::encode::write_nil(&mut out);
+        }
+    }
+    Bytes::from(out)
 }
 
-/// The same batch as a MessagePack map. Messages that are not valid JSON (impossible
-/// after validation at the edge) are sent as `nil` rather than dropped, so indexes match.
-pub fn batch_msgpack(channel: &str, messages: &[Bytes]) -> Bytes {
-    let batch = BatchMsgpack {
-        op: "batch",
-        channel,
-        messages: messages
-            .iter()
-            .map(|m| serde_json::from_slice(m).unwrap_or(serde_json::Value::Null))
-            .collect(),
-    };
-    Bytes::from(rmp_serde::to_vec_named(&batch).unwrap_or_default())
+/// Appends the MessagePack form of one JSON value (maps with string keys, like
+/// `rmp_serde::to_vec_named`); on error `out` holds a partial value the caller removes.
+fn transcode_json(json: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let mut ser = rmp_serde::Serializer::new(&mut *out).with_struct_map();
+    serde_transcode::transcode(&mut de, &mut ser).map_err(|_| ())?;
+    de.end().map_err(|_| ())
 }
 
 /// The complete WebSocket frame (header and payload, built in one buffer) of a batch in
@@ -117,6 +130,25 @@ mod tests {
         assert_eq!(f[0], 0x81);
         assert_eq!(usize::from(f[1]), body.len());
         assert_eq!(&f[2..], &body[..]);
+    }
+
+    #[test]
+    fn msgpack_keeps_key_order_and_sends_invalid_json_as_nil() {
+        let msgs = [
+            Bytes::from_static(br#"{"z":-1,"a":[2.5,"\u00e9\n"]}"#),
+            Bytes::from_static(b"{not json"),
+            Bytes::from_static(b"1 2"),
+            Bytes::from_static(b"18446744073709551615"),
+        ];
+        let out = batch_msgpack("c", &msgs);
+        let v: serde_json::Value = rmp_serde::from_slice(&out).unwrap();
+        assert_eq!(
+            v["messages"],
+            serde_json::json!([{"z":-1,"a":[2.5,"\u{e9}\n"]}, null, null, u64::MAX])
+        );
+        let z = out.windows(2).position(|w| w == b"\xa1z").unwrap();
+        let a = out.windows(2).position(|w| w == b"\xa1a").unwrap();
+        assert!(z < a, "keys keep the order they were published in");
     }
 
     #[test]
