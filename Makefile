@@ -45,7 +45,7 @@ bench: bench-peers
 	./target/release/bench run --size full --out bench/results
 	$(CARGO) bench -p gateway --bench hot_path -- --warm-up-time 1 --measurement-time 3
 
-## bench-quick: small versions of the scenarios, about a minute and a half.
+## bench-quick: small versions of the scenarios, about a minute.
 bench-quick: bench-peers
 	$(CARGO) build --release --workspace --bins
 	./target/release/bench run --size quick --out bench/results
