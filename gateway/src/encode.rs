@@ -49,7 +49,8 @@ fn put_json(out: &mut BytesMut, channel: &str, messages: &[Bytes]) {
 pub fn batch_msgpack(channel: &str, messages: &[Bytes]) -> Bytes {
     // MessagePack is about as long as the JSON it comes from.
     let mut out = Vec::with_capacity(json_len(channel, messages));
-    // Writes into a `Vec` cannot fail; the lengths fit in `u32` (a batch is bounded).
+    // Writes into a `Vec` cannot fail; the lengths fit in `u32` (a batch holds at most
+    // `--max-batch-messages`, ≤ 100,000).
     let _ = rmp::encode::write_map_len(&mut out, 3);
     let _ = rmp::encode::write_str(&mut out, "op");
     let _ = rmp::encode::write_str(&mut out, "batch");

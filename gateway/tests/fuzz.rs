@@ -1,6 +1,6 @@
 //! Property-based fuzzing of every decoder that takes untrusted bytes: client WebSocket
 //! frames, client commands (JSON and MessagePack), the Redis envelope, publish bodies, and
-//! the depth scan.
+//! the depth scan; and of the MessagePack batch encoder, which transcodes published JSON.
 //! `make test` runs a short bounded pass; `make fuzz` runs many more cases
 //! (`PROPTEST_CASES`).
 
