@@ -76,6 +76,26 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
             "{name}: {rtt:?}"
         );
     }
+    // Where the CPU floor per batch is computed, so is the floor without the gateway's
+    // user-mode CPU, and it is no more than the whole (a little slack for the ticks the
+    // kernel's user/kernel split comes from).
+    let floors: Vec<(f64, f64)> = results
+        .iter()
+        .filter_map(|r| {
+            let cpu = r["batch_cpu_floor_ms"].as_f64()?;
+            let without = r["batch_floor_without_gateway_code_ms"]
+                .as_f64()
+                .expect("the floor without the gateway's code beside it");
+            Some((cpu, without))
+        })
+        .collect();
+    assert!(!floors.is_empty(), "the fanout has a CPU floor per batch");
+    for (cpu, without) in floors {
+        assert!(
+            (0.0..=cpu + 1.0).contains(&without),
+            "{without} ms without the gateway's code, of {cpu} ms"
+        );
+    }
     assert!(
         results[1]["bare"]["cpu_us_per_write"].as_f64().unwrap() > 0.0,
         "baseline measured"
@@ -111,6 +131,12 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     assert!(md.contains("| excess p50 / p90 / p99 / max ms |"), "{md}");
     assert!(
         md.contains("| to arrival p50 / p90 / p99 / max ms |"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU |"
+        ),
         "{md}"
     );
     assert!(md.contains("## Idle connections"), "{md}");

@@ -171,8 +171,13 @@ pub fn evaluate(results: &[Outcome]) -> Vec<Row> {
     }
 
     for r in at_largest().filter(|r| r.scenario.as_ref().is_some_and(|s| s.window_ms > 0)) {
+        let without = r
+            .batch_floor_without_gateway_code_ms
+            .map_or(String::new(), |k| {
+                format!(", {k:.1} ms without the gateway's user-mode CPU")
+            });
         let floor = r.batch_cpu_floor_ms.map_or(String::new(), |f| {
-            format!(", CPU floor per batch {f:.1} ms")
+            format!(", CPU floor per batch {f:.1} ms{without}")
         });
         rows.push(row(
             "p99 publish → deliver, minus the window",

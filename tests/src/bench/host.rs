@@ -71,13 +71,33 @@ pub fn proc_cpu_s(pid: i32) -> f64 {
 
 /// utime + stime of a process, seconds (10 ms resolution).
 fn proc_ticks_s(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let (user, sys) = proc_user_sys_s(pid);
+    user + sys
+}
+
+/// Kernel-mode CPU time of a process, seconds: its `stime`. The kernel reports utime and
+/// stime scaled so that they add up to the process's precise runtime, split in the
+/// proportion its clock ticks fell in user and kernel mode; so over seconds of a fan-out
+/// this is the share of the CPU that went to system calls and the softirqs they ran
+/// (for a loopback write, the receiving socket's TCP path too), to within a few ticks.
+pub fn proc_sys_s(pid: i32) -> f64 {
+    proc_user_sys_s(pid).1
+}
+
+/// (utime, stime) of a process, seconds (`/proc/<pid>/stat`; zeros if unreadable).
+fn proc_user_sys_s(pid: i32) -> (f64, f64) {
+    user_sys_s(&format!("/proc/{pid}/stat"))
+}
+
+/// (utime, stime), seconds, from a `stat` file of /proc (a process's or a thread's).
+fn user_sys_s(stat_path: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     // Fields after the parenthesised command name.
     let rest = stat.rsplit_once(')').map_or("", |r| r.1);
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // rest starts at field 3 (state); utime is field 14, stime 15.
-    (ticks(11) + ticks(12)) / ticks_per_s()
+    (ticks(11) / ticks_per_s(), ticks(12) / ticks_per_s())
 }
 
 /// `VmRSS` of a process, KiB (`None` if the process is gone or the line unreadable).
@@ -151,6 +171,46 @@ mod tests {
         let own = proc_rss_kib(std::process::id() as i32);
         assert!(own.is_some_and(|kib| kib > 0), "{own:?}");
         assert_eq!(proc_rss_kib(i32::MAX), None, "no such pid");
+    }
+
+    #[test]
+    fn kernel_time_counts_system_calls_not_user_work() {
+        // This thread's own times, whatever other tests in the process do meanwhile.
+        let own = || user_sys_s("/proc/thread-self/stat");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // User-mode work only: the kernel share barely moves.
+        let (user0, sys0) = own();
+        let mut x = 0u64;
+        while own().0 - user0 < 0.3 && Instant::now() < deadline {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+        }
+        assert_ne!(x, 1);
+        let (user1, sys1) = own();
+        assert!(user1 - user0 >= 0.3, "no user CPU burnt in 30 s");
+        // System calls only (each reads a 4 KiB page of /dev/zero): the kernel share rises.
+        let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
+        let mut page = [0u8; 4096];
+        while own().1 - sys1 < 0.3 && Instant::now() < deadline {
+            for _ in 0..1_000 {
+                std::io::Read::read_exact(&mut &zero, &mut page).expect("read /dev/zero");
+            }
+        }
+        let (user2, sys2) = own();
+        assert!(sys2 - sys1 >= 0.3, "no kernel CPU in 30 s of reads");
+        assert!(
+            sys1 - sys0 < (user1 - user0) / 2.0,
+            "user work counted as kernel: {} s kernel for {} s user",
+            sys1 - sys0,
+            user1 - user0
+        );
+        assert!(
+            user2 - user1 < sys2 - sys1,
+            "reads counted as user work: {} s user for {} s kernel",
+            user2 - user1,
+            sys2 - sys1
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod svg;
 pub mod worker;
 mod workers;
 
-pub use host::{cores, proc_cpu_s, proc_rss_kib, syscall_ns, Host};
+pub use host::{cores, proc_cpu_s, proc_rss_kib, proc_sys_s, syscall_ns, Host};
 pub use peers::missing_prerequisite;
 use peers::{run_peer, socketio_emit};
 use scenario::min_workers_per_target;
@@ -129,6 +129,16 @@ pub struct Outcome {
     /// One channel on one gateway: (gateway + clients CPU) per batch ÷ the machine's
     /// cores, ms. Where they share the cores, no batch can reach its last client sooner.
     pub batch_cpu_floor_ms: Option<f64>,
+    /// Kernel-mode CPU (`stime`) of the gateway process(es) over the same window as
+    /// `gateway_cpu_s`, s: its system calls and the loopback TCP path they run.
+    #[serde(default)]
+    pub gateway_sys_s: f64,
+    /// Like `batch_cpu_floor_ms`, with the gateway's user-mode CPU left out: (gateway
+    /// kernel-mode + clients CPU) per batch ÷ cores, ms. What a batch's last client would
+    /// wait on these cores if the gateway's own code cost nothing, so the most any change
+    /// to it could bring the floor down to.
+    #[serde(default)]
+    pub batch_floor_without_gateway_code_ms: Option<f64>,
     /// Gateway side: p99 of hand-off → a shard's last write, per shard and batch (upper
     /// bound of its histogram bucket).
     pub gateway_fanout_p99_ms: f64,
@@ -381,6 +391,7 @@ pub async fn run(s: &Scenario) -> Outcome {
     if s.rate > 0 {
         let cpu0: f64 = gws.iter().map(|g| proc_cpu_s(g.pid())).sum();
         let clients0: f64 = workers.iter().map(WorkerProc::cpu_s).sum();
+        let sys0: f64 = gws.iter().map(|g| proc_sys_s(g.pid())).sum();
         let frames0 = sum_metric(&gws, "pushfleet_frames_sent_total", "").await;
         let bytes0 = sum_metric(&gws, "pushfleet_bytes_sent_total", "").await;
         let ser0 = sum_metric(&gws, "pushfleet_serializations_total", "encoding=\"json\"").await;
@@ -396,6 +407,7 @@ pub async fn run(s: &Scenario) -> Outcome {
         tokio::time::sleep(Duration::from_millis(s.window_ms + 1500)).await;
         out.gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
         out.clients_cpu_s = workers.iter().map(WorkerProc::cpu_s).sum::<f64>() - clients0;
+        out.gateway_sys_s = gws.iter().map(|g| proc_sys_s(g.pid())).sum::<f64>() - sys0;
         out.gateway_frames_sent =
             sum_metric(&gws, "pushfleet_frames_sent_total", "").await - frames0;
         let bytes = sum_metric(&gws, "pushfleet_bytes_sent_total", "").await - bytes0;
@@ -405,8 +417,10 @@ pub async fn run(s: &Scenario) -> Outcome {
         out.serializations_per_batch = out.serializations / out.batches.max(1.0);
         if s.channels <= 1 && s.gateways == 1 && s.window_ms > 0 && out.batches > 0.0 {
             let cores = cores() as f64;
-            out.batch_cpu_floor_ms =
-                Some((out.gateway_cpu_s + out.clients_cpu_s) / out.batches / cores * 1000.0);
+            let per_batch_ms = |s: f64| Some(s / out.batches / cores * 1000.0);
+            out.batch_cpu_floor_ms = per_batch_ms(out.gateway_cpu_s + out.clients_cpu_s);
+            out.batch_floor_without_gateway_code_ms =
+                per_batch_ms(out.gateway_sys_s + out.clients_cpu_s);
         }
         out.avg_frame_bytes = bytes / out.gateway_frames_sent.max(1.0);
         out.cpu_us_per_frame = out.gateway_cpu_s * 1e6 / out.gateway_frames_sent.max(1.0);

@@ -54,6 +54,13 @@ fn by_connections(results: &[Outcome]) -> String {
     s
 }
 
+/// `", … ms of it without the gateway's own code"` when that was measured.
+fn without_code(r: &Outcome) -> String {
+    r.batch_floor_without_gateway_code_ms
+        .map(|k| format!(", {k:.1} ms of it without the gateway's user-mode CPU"))
+        .unwrap_or_default()
+}
+
 /// `", worst: batch k of n, p99 … ms"` when batches were told apart.
 fn worst_batch(r: &Outcome) -> String {
     let worst = r
@@ -117,7 +124,7 @@ pub fn summary_line(r: &Outcome) -> String {
         r.batch_p99_median_ms,
         worst_batch(r),
         r.batch_cpu_floor_ms
-            .map(|f| format!("; gateway + clients CPU per batch ÷ cores: {f:.1} ms"))
+            .map(|f| format!("; gateway + clients CPU per batch ÷ cores: {f:.1} ms{}", without_code(r)))
             .unwrap_or_default(),
         r.gateway_fanout_p99_ms,
         r.bare
@@ -285,7 +292,7 @@ fn by_batch(results: &[Outcome]) -> String {
             .join(", ")
     };
     let mut s = String::from(
-        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order; all the CPU gateway and clients spent per batch spread over the machine's cores (no batch can reach its last client sooner while they share the cores); and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | (gateway + clients CPU) per batch ÷ cores | bare write, per round | median |\n| --- | --- | ---: | ---: | --- | ---: |\n",
+        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order; all the CPU gateway and clients spent per batch spread over the machine's cores (no batch can reach its last client sooner while they share the cores); the same without the gateway's user-mode CPU (its `stime` + the clients' CPU: what a batch would take if the gateway's own code cost nothing, the most any change to it could gain); and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU | bare write, per round | median |\n| --- | --- | ---: | ---: | ---: | --- | ---: |\n",
     );
     for r in rows {
         let bare = r
@@ -294,11 +301,13 @@ fn by_batch(results: &[Outcome]) -> String {
             .map(|b| b.per_round_ms.as_slice())
             .unwrap_or_default();
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {} | {} | {:.1} |\n",
+            "| {} | {} | {:.1} | {} | {} | {} | {:.1} |\n",
             r.name(),
             p99s(&r.per_batch_excess_ms),
             r.batch_p99_median_ms,
             r.batch_cpu_floor_ms
+                .map_or("–".into(), |f| format!("{f:.1}")),
+            r.batch_floor_without_gateway_code_ms
                 .map_or("–".into(), |f| format!("{f:.1}")),
             p99s(bare),
             super::median_p99(bare),
