@@ -54,7 +54,7 @@ fn by_connections(results: &[Outcome]) -> String {
     s
 }
 
-/// `", … ms of it without the gateway's own code"` when that was measured.
+/// `", … ms of it without the gateway's user-mode CPU"` when that was measured.
 fn without_code(r: &Outcome) -> String {
     r.batch_floor_without_gateway_code_ms
         .map(|k| format!(", {k:.1} ms of it without the gateway's user-mode CPU"))
