@@ -78,10 +78,11 @@ fn proc_ticks_s(pid: i32) -> f64 {
 /// Kernel-mode CPU time of a process, seconds: its `stime`. The kernel reports utime and
 /// stime scaled so that they add up to the process's precise runtime, split in the
 /// proportion its clock ticks fell in user and kernel mode. For a process busy through
-/// the window, as the gateway is during a fan-out, that is the share of its CPU that went
-/// to system calls and the softirqs they ran (for a loopback write, the receiving
-/// socket's TCP path too); a process that sleeps and wakes many times a second gets a
-/// skewed split (docs/PERFORMANCE.md, round 11, compares it with `perf`).
+/// the window, as the gateway is during a fan-out, that comes near the share of its CPU
+/// that went to system calls and the softirqs they ran (for a loopback write, the
+/// receiving socket's TCP path too), short of `perf`'s user share by a few points; a
+/// process that sleeps and wakes many times a second gets a more skewed split
+/// (`bench/cpu_split.sh` prints both; docs/PERFORMANCE.md, round 11).
 pub fn proc_sys_s(pid: i32) -> f64 {
     proc_user_sys_s(pid).1
 }

@@ -135,8 +135,10 @@ pub struct Outcome {
     pub gateway_sys_s: f64,
     /// Like `batch_cpu_floor_ms`, with the gateway's user-mode CPU left out: (gateway
     /// kernel-mode + clients CPU) per batch ÷ cores, ms. What a batch's last client would
-    /// wait on these cores if the gateway's own code cost nothing, so the most any change
-    /// to it could bring the floor down to.
+    /// wait on these cores if the gateway's own code cost nothing, so about as low as any
+    /// change to it could bring the floor (the kernel's tick split undercounts user time
+    /// by a few points against `perf`, so this is up to a few ms high:
+    /// `bench/cpu_split.sh`).
     #[serde(default)]
     pub batch_floor_without_gateway_code_ms: Option<f64>,
     /// Gateway side: p99 of hand-off → a shard's last write, per shard and batch (upper

@@ -292,7 +292,7 @@ fn by_batch(results: &[Outcome]) -> String {
             .join(", ")
     };
     let mut s = String::from(
-        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order; all the CPU gateway and clients spent per batch spread over the machine's cores (no batch can reach its last client sooner while they share the cores); the same without the gateway's user-mode CPU (its `stime` + the clients' CPU: what a batch would take if the gateway's own code cost nothing, the most any change to it could gain); and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU | bare write, per round | median |\n| --- | --- | ---: | ---: | ---: | --- | ---: |\n",
+        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order; all the CPU gateway and clients spent per batch spread over the machine's cores (no batch can reach its last client sooner while they share the cores); the same without the gateway's user-mode CPU (its `stime` + the clients' CPU: about what a batch would take if the gateway's own code cost nothing; the kernel's tick split undercounts user time, so up to a few ms high); and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU | bare write, per round | median |\n| --- | --- | ---: | ---: | ---: | --- | ---: |\n",
     );
     for r in rows {
         let bare = r
