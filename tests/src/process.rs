@@ -30,6 +30,7 @@ pub struct GatewayBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     dir: Option<PathBuf>,
+    launcher: Option<(PathBuf, Vec<String>)>,
 }
 
 impl GatewayBuilder {
@@ -45,17 +46,28 @@ impl GatewayBuilder {
         self
     }
 
+    /// Start the gateway through `exe pre…` (e.g. `bench gateway --`), a program that runs
+    /// it with the flags that follow `pre`.
+    pub fn launcher(mut self, exe: PathBuf, pre: &[&str]) -> Self {
+        self.launcher = Some((exe, pre.iter().map(|a| a.to_string()).collect()));
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.envs.push((k.to_owned(), v.to_owned()));
         self
     }
 
     pub async fn start(self) -> Gateway {
-        let exe = match &self.dir {
-            Some(d) => d.join("gateway"),
-            None => binary("gateway"),
+        let mut cmd = match (&self.launcher, &self.dir) {
+            (Some((exe, pre)), _) => {
+                let mut cmd = Command::new(exe);
+                cmd.args(pre);
+                cmd
+            }
+            (None, Some(d)) => Command::new(d.join("gateway")),
+            (None, None) => Command::new(binary("gateway")),
         };
-        let mut cmd = Command::new(exe);
         for flag in ["--listen", "--internal-listen"] {
             if !self.args.iter().any(|a| a == flag) {
                 cmd.args([flag, "127.0.0.1:0"]);

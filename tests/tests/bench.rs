@@ -165,3 +165,34 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `bench gateway` starts a gateway that takes what `bench run` loads it with from one
+/// address, where the defaults refuse it (after a burst of 200 new connections per address,
+/// 50 per second), and a flag given after `--` replaces the bench's own.
+#[tokio::test]
+async fn bench_gateway_takes_the_load_of_one_address_and_flags_replace_its_own() {
+    use tests::process::{binary, Gateway};
+    use tests::raw::RawWs;
+    let launch = || Gateway::builder().launcher(binary("bench"), &["gateway", "--"]);
+    let gw = launch().start().await;
+    let mut open = Vec::new();
+    for i in 0..250 {
+        let ws = RawWs::connect(gw.public, "/ws", &[]).await;
+        assert_eq!(ws.status, 101, "connection {i} from 127.0.0.1");
+        open.push(ws);
+    }
+    gw.wait_metric("pushfleet_connections", "", 250.0).await;
+
+    let small = launch()
+        .arg("--max-connects-per-ip-per-sec", 1)
+        .arg("--connect-burst-per-ip", 3)
+        .start()
+        .await;
+    for i in 0..3 {
+        let ws = RawWs::connect(small.public, "/ws", &[]).await;
+        assert_eq!(ws.status, 101, "connection {i} within the burst of 3");
+        open.push(ws);
+    }
+    let ws = RawWs::connect(small.public, "/ws", &[]).await;
+    assert_eq!(ws.status, 429, "the given burst replaced the bench's");
+}

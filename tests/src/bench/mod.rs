@@ -165,7 +165,40 @@ pub struct Outcome {
     pub message_latency: Histogram,
 }
 
-fn bin_dir() -> PathBuf {
+/// The flags `bench run` gives every gateway besides its scenario's merge window, ping
+/// interval and Redis URL (`bench gateway` starts one with them too). The defaults would
+/// refuse this load, which all comes from a few loopback addresses: 10,000 connections at
+/// most and 50 new ones per second per address after a burst of 200 (docs/SECURITY.md).
+/// The larger batch and outbox bounds leave room for the ingest scenarios' bursts.
+pub const GATEWAY_FLAGS: [(&str, u64); 5] = [
+    ("--max-connections", 19_000),
+    ("--max-connects-per-ip-per-sec", 100_000),
+    ("--connect-burst-per-ip", 1_000_000),
+    ("--max-batch-bytes", 1 << 20),
+    ("--queue-frames", 256),
+];
+
+/// `bench gateway`'s arguments for the gateway: each of [`GATEWAY_FLAGS`] that `flags` does
+/// not set (as `--flag value` or `--flag=value`), then `flags`.
+pub fn gateway_args(flags: Vec<String>) -> Vec<String> {
+    let given = |flag: &str| {
+        flags.iter().any(|a| {
+            a.strip_prefix(flag)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+        })
+    };
+    let mut args = Vec::new();
+    for (flag, value) in GATEWAY_FLAGS {
+        if !given(flag) {
+            args.extend([flag.to_owned(), value.to_string()]);
+        }
+    }
+    args.extend(flags);
+    args
+}
+
+/// Directory of the running executable's sibling binaries (`target/release` for `bench`).
+pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().expect("exe dir").to_path_buf();
     if dir.ends_with("deps") {
@@ -180,12 +213,10 @@ async fn start_gateways(s: &Scenario, redis: Option<&Redis>) -> Vec<Gateway> {
     for _ in 0..s.gateways {
         let mut b = Gateway::builder()
             .arg("--merge-window-ms", s.window_ms)
-            .arg("--max-connections", 19_000)
-            .arg("--max-connects-per-ip-per-sec", 100_000)
-            .arg("--connect-burst-per-ip", 1_000_000)
-            .arg("--max-batch-bytes", 1 << 20)
-            .arg("--queue-frames", 256)
             .binary_dir(bin_dir());
+        for (flag, value) in GATEWAY_FLAGS {
+            b = b.arg(flag, value);
+        }
         if let Some(p) = s.ping_secs {
             b = b.arg("--ping-interval-secs", p);
         }
@@ -549,5 +580,41 @@ mod batch_tests {
         let rows = [[1.0, 30.0, 31.0], [1.0, 10.0, 11.0], [1.0, 500.0, 501.0]];
         assert_eq!(median_p99(&rows), 30.0, "one slow batch does not move it");
         assert_eq!(median_p99(&[]), 0.0);
+    }
+}
+
+#[cfg(test)]
+mod gateway_args_tests {
+    use super::*;
+
+    #[test]
+    fn given_flags_replace_the_bench_defaults_in_either_form() {
+        let args = |v: &[&str]| gateway_args(v.iter().map(|s| s.to_string()).collect());
+        let all = args(&[]);
+        assert_eq!(all.len(), 2 * GATEWAY_FLAGS.len());
+        assert_eq!(all[..2], ["--max-connections", "19000"]);
+        let spaced = args(&["--max-connections", "500", "--listen", "127.0.0.1:0"]);
+        assert_eq!(
+            spaced.iter().filter(|a| *a == "--max-connections").count(),
+            1
+        );
+        assert!(spaced.ends_with(&[
+            "--max-connections".into(),
+            "500".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into()
+        ]));
+        let joined = args(&["--queue-frames=8"]);
+        assert!(
+            !joined.contains(&"--queue-frames".to_string()),
+            "{joined:?}"
+        );
+        assert_eq!(joined.last().unwrap(), "--queue-frames=8");
+        // A flag whose name only starts like one of the bench's is not taken for it.
+        let other = args(&["--max-connections-foo", "1"]);
+        assert!(
+            other.contains(&"--max-connections".to_string()),
+            "{other:?}"
+        );
     }
 }

@@ -6,6 +6,8 @@
 //!   `DIR/<timestamp>-<size>.json`, `.md` and four SVG plots.
 //! - `bench worker …`: one client process (started by `run`).
 //! - `bench bare …`: the bare-write baseline server (started by `run`).
+//! - `bench gateway [-- FLAGS…]`: runs the release `gateway` with the flags `run` gives it
+//!   (raised connection limits), for load from another generator; FLAGS add or replace.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -72,6 +74,13 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t)]
         sched: bench::worker::ClientSched,
     },
+    /// Run a gateway as `bench run` starts one (its connection limits raised for load from
+    /// one address), for another load generator to measure; flags after `--` are passed
+    /// on and replace the bench's own.
+    Gateway {
+        #[arg(last = true)]
+        flags: Vec<String>,
+    },
     /// The bare-write baseline server.
     Bare {
         #[arg(long)]
@@ -91,6 +100,7 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Gateway { flags } => exec_gateway(flags),
         Cmd::Bare {
             sockets,
             frame_bytes,
@@ -347,6 +357,18 @@ fn timestamp() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Replaces this process with `gateway` and [`bench::gateway_args`]`(flags)`; the command
+/// goes to stderr first.
+fn exec_gateway(flags: Vec<String>) -> ! {
+    use std::os::unix::process::CommandExt;
+    let args = bench::gateway_args(flags);
+    let exe = bench::bin_dir().join("gateway");
+    eprintln!("bench gateway: {} {}", exe.display(), args.join(" "));
+    let err = std::process::Command::new(&exe).args(&args).exec();
+    eprintln!("bench gateway: cannot run {}: {err}", exe.display());
+    std::process::exit(127)
 }
 
 #[cfg(test)]
