@@ -147,6 +147,11 @@ pub struct Config {
     /// Burst of new connections allowed from one client address.
     #[arg(long, env = "PUSHFLEET_CONNECT_BURST_PER_IP", default_value_t = 200)]
     pub connect_burst_per_ip: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (CIDR networks or addresses,
+    /// comma-separated), e.g. the ingress controller's pod network. Empty: the header is
+    /// ignored and the TCP peer is the client.
+    #[arg(long, env = "PUSHFLEET_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
     /// Seconds a client has to send its HTTP request (upgrade) headers.
     #[arg(long, env = "PUSHFLEET_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
     pub handshake_timeout_secs: u64,

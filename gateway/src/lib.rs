@@ -21,7 +21,8 @@
 //! - [`ws`]: upgrade, outbox (direct writes), session (one loop per connection), commands.
 //! - [`api`]: HTTP routes; [`server`]: accept loops (each connection's task in
 //!   [`repoll`]); [`shutdown`]: drain.
-//! - [`metrics`]: Prometheus registry passed to every part.
+//! - [`metrics`]: Prometheus registry passed to every part; [`proxy`]: the client's
+//!   address behind trusted proxies (for the per-address connect limit).
 
 pub mod api;
 pub mod assets;
@@ -35,6 +36,7 @@ pub mod hub;
 pub mod limits;
 pub mod merger;
 pub mod metrics;
+pub mod proxy;
 pub mod repoll;
 pub mod server;
 pub mod shutdown;

@@ -445,3 +445,53 @@ async fn hostile_commands_get_error_frames_and_the_connection_stays() {
     gw.publish_ok(json!({"channel":"c0","data":1})).await;
     assert_eq!(c.json().await["messages"], json!([1]));
 }
+
+/// Behind a trusted proxy the per-address connect limit counts the address the proxy
+/// forwarded, not the proxy; a client cannot escape its limit by forging entries to the
+/// left of the proxy's, and without `--trusted-proxies` the header is ignored.
+#[tokio::test]
+async fn connect_limit_counts_forwarded_clients_only_behind_trusted_proxies() {
+    let limited = || {
+        Gateway::builder()
+            .arg("--max-connects-per-ip-per-sec", 1)
+            .arg("--connect-burst-per-ip", 2)
+    };
+    let gw = limited()
+        .arg("--trusted-proxies", "127.0.0.0/8")
+        .start()
+        .await;
+    let status = |gw: &Gateway, xff: &str| {
+        let (addr, xff) = (gw.public, xff.to_owned());
+        async move {
+            let headers: &[(&str, &str)] = if xff.is_empty() {
+                &[]
+            } else {
+                &[("X-Forwarded-For", &xff)]
+            };
+            RawWs::connect(addr, "/ws", headers).await.status
+        }
+    };
+    assert_eq!(status(&gw, "203.0.113.5").await, 101);
+    assert_eq!(status(&gw, "203.0.113.5").await, 101);
+    assert_eq!(
+        status(&gw, "203.0.113.5").await,
+        429,
+        "its burst is used up"
+    );
+    assert_eq!(
+        status(&gw, "198.51.100.1, 203.0.113.5").await,
+        429,
+        "forged entry"
+    );
+    assert_eq!(
+        status(&gw, "203.0.113.6").await,
+        101,
+        "another client, same proxy"
+    );
+    assert_eq!(status(&gw, "").await, 101, "no header: the proxy itself");
+
+    let plain = limited().start().await;
+    assert_eq!(status(&plain, "203.0.113.5").await, 101);
+    assert_eq!(status(&plain, "203.0.113.6").await, 101);
+    assert_eq!(status(&plain, "203.0.113.7").await, 429, "all one peer");
+}

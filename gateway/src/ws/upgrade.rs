@@ -195,6 +195,7 @@ fn accept(
     check_handshake(req)?;
     check_origin(state, req.headers())?;
     let protocol = negotiate(req.headers())?;
+    let peer = crate::proxy::client_ip(peer, req.headers(), &state.cfg.trusted_proxies);
     if !state.connect_limiter.allow(peer) {
         return Err(Refusal::RateLimited);
     }
