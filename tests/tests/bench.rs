@@ -61,6 +61,18 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
             r["per_batch_excess_ms"].as_array().unwrap().len(),
             "{name}"
         );
+        // Each batch's start (its p1 to arrival) is after the window and no later than its
+        // middle.
+        let starts = r["per_batch_arrival_start_ms"].as_array().unwrap();
+        let arrivals = r["per_batch_arrival_ms"].as_array().unwrap();
+        assert_eq!(starts.len(), arrivals.len(), "{name}");
+        for (start, spread) in starts.iter().zip(arrivals) {
+            let (start, p50) = (start.as_f64().unwrap(), spread[0].as_f64().unwrap());
+            assert!(
+                start > 0.0 && start <= p50,
+                "{name}: start {start}, p50 {p50}"
+            );
+        }
         // Batches are told apart: several per run, each seen by every connection.
         let per_batch = r["per_batch_excess_ms"].as_array().unwrap();
         assert!(per_batch.len() >= 2, "{name}: {per_batch:?}");
@@ -135,7 +147,7 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     );
     assert!(
         md.contains(
-            "| (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU |"
+            "| first 1 % arrived, per batch | (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU |"
         ),
         "{md}"
     );

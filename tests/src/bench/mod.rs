@@ -123,6 +123,12 @@ pub struct Outcome {
     /// The median of the batches' p99s, to arrival.
     #[serde(default)]
     pub arrival_batch_p99_median_ms: f64,
+    /// Each batch's p1 to arrival, in the order of `per_batch_arrival_ms`: when its
+    /// fan-out had reached the first 1 % of the connections, i.e. when it started. A slow
+    /// batch that started late was held up before its writes (window, hand-off to the
+    /// shards); one that started on time was slowed during them.
+    #[serde(default)]
+    pub per_batch_arrival_start_ms: Vec<f64>,
     /// Frames whose arrival the kernel timestamped (the rest count as arrived when read).
     #[serde(default)]
     pub frames_stamped: u64,
@@ -359,6 +365,11 @@ impl Outcome {
         self.arrival_ms = [0.50, 0.90, 0.99, 1.0].map(|q| ms(arrival.all.quantile(q)));
         self.per_batch_arrival_ms = arrival.per_batch.values().map(spread_ms).collect();
         self.arrival_batch_p99_median_ms = median_p99(&self.per_batch_arrival_ms);
+        self.per_batch_arrival_start_ms = arrival
+            .per_batch
+            .values()
+            .map(|h| ms(h.quantile(0.01)))
+            .collect();
         self.latency_p50_ms = ms(latency.quantile(0.50));
         self.latency_p99_ms = ms(latency.quantile(0.99));
         self.message_latency = latency;

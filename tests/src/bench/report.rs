@@ -292,7 +292,7 @@ fn by_batch(results: &[Outcome]) -> String {
             .join(", ")
     };
     let mut s = String::from(
-        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order; all the CPU gateway and clients spent per batch spread over the machine's cores (no batch can reach its last client sooner while they share the cores); the same without the gateway's user-mode CPU (its `stime` + the clients' CPU: about what a batch would take if the gateway's own code cost nothing; the kernel's tick split undercounts user time, so up to a few ms high); and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU | bare write, per round | median |\n| --- | --- | ---: | ---: | ---: | --- | ---: |\n",
+        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order; when each batch had reached the first 1 % of its connections (p1 to arrival on the socket: when its fan-out started, so a slow batch that started late was held up before its writes, one that started on time during them); all the CPU gateway and clients spent per batch spread over the machine's cores (no batch can reach its last client sooner while they share the cores); the same without the gateway's user-mode CPU (its `stime` + the clients' CPU: about what a batch would take if the gateway's own code cost nothing; the kernel's tick split undercounts user time, so up to a few ms high); and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | first 1 % arrived, per batch | (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU | bare write, per round | median |\n| --- | --- | ---: | --- | ---: | ---: | --- | ---: |\n",
     );
     for r in rows {
         let bare = r
@@ -301,10 +301,15 @@ fn by_batch(results: &[Outcome]) -> String {
             .map(|b| b.per_round_ms.as_slice())
             .unwrap_or_default();
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {:.1} | {} | {} | {} | {} | {:.1} |\n",
             r.name(),
             p99s(&r.per_batch_excess_ms),
             r.batch_p99_median_ms,
+            r.per_batch_arrival_start_ms
+                .iter()
+                .map(|v| format!("{v:.1}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             r.batch_cpu_floor_ms
                 .map_or("–".into(), |f| format!("{f:.1}")),
             r.batch_floor_without_gateway_code_ms
