@@ -195,8 +195,8 @@ fn accept(
     check_handshake(req)?;
     check_origin(state, req.headers())?;
     let protocol = negotiate(req.headers())?;
-    let peer = crate::proxy::client_ip(peer, req.headers(), &state.cfg.trusted_proxies);
-    if !state.connect_limiter.allow(peer) {
+    let client = crate::proxy::client_ip(peer, req.headers(), &state.cfg.trusted_proxies);
+    if !state.connect_limiter.allow(client) {
         return Err(Refusal::RateLimited);
     }
     let permit = state
@@ -214,7 +214,7 @@ fn accept(
     let identity = match state.auth.verify(token.as_deref()) {
         Ok(id) => Some(id),
         Err(e) => {
-            tracing::debug!(error = %e, %peer, "connect token refused");
+            tracing::debug!(error = %e, %client, "connect token refused");
             None
         }
     };
