@@ -71,9 +71,10 @@ impl fmt::Debug for Cidr {
 }
 
 /// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`,
-/// `[2001:db8::1]:443`), as some proxies write it.
-fn hop(entry: &str) -> Option<IpAddr> {
-    let entry = entry.trim();
+/// `[2001:db8::1]:443`), as some proxies write it. Entries are split from the raw bytes, so
+/// bytes that are not text elsewhere in the header (a client's) do not spoil the rest.
+fn hop(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?.trim();
     entry
         .parse()
         .ok()
@@ -93,7 +94,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr 
     let entries = headers
         .get_all("x-forwarded-for")
         .iter()
-        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .rev();
     for entry in entries {
         match hop(entry) {
@@ -177,6 +178,13 @@ mod tests {
         assert_eq!(from("10.1.1.1", &["10.9.9.9, 10.8.8.8"]), ip("10.9.9.9"));
         assert_eq!(from("10.1.1.1", &["203.0.113.5, unknown"]), ip("10.1.1.1"));
         assert_eq!(from("10.1.1.1", &["unknown, 10.3.3.3"]), ip("10.3.3.3"));
+        // Bytes that are not text, left of the entry the proxy appended, are never read.
+        let mut odd = HeaderMap::new();
+        odd.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.5").unwrap(),
+        );
+        assert_eq!(client_ip(ip("10.1.1.1"), &odd, &trusted), ip("203.0.113.5"));
         // An IPv4-mapped trusted peer is recognised.
         assert_eq!(from("::ffff:10.1.1.1", &["203.0.113.5"]), ip("203.0.113.5"));
         // With nothing trusted the header is ignored.
