@@ -24,6 +24,14 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Whether command-line `args` set `flag`, as `--flag value` or `--flag=value`.
+pub fn sets_flag(args: &[String], flag: &str) -> bool {
+    args.iter().any(|a| {
+        a.strip_prefix(flag)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+    })
+}
+
 /// Options for a gateway process.
 #[derive(Default, Clone)]
 pub struct GatewayBuilder {
@@ -69,7 +77,7 @@ impl GatewayBuilder {
             (None, None) => Command::new(binary("gateway")),
         };
         for flag in ["--listen", "--internal-listen"] {
-            if !self.args.iter().any(|a| a == flag) {
+            if !sets_flag(&self.args, flag) {
                 cmd.args([flag, "127.0.0.1:0"]);
             }
         }

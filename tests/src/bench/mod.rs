@@ -187,15 +187,9 @@ pub const GATEWAY_FLAGS: [(&str, u64); 5] = [
 /// `bench gateway`'s arguments for the gateway: each of [`GATEWAY_FLAGS`] that `flags` does
 /// not set (as `--flag value` or `--flag=value`), then `flags`.
 pub fn gateway_args(flags: Vec<String>) -> Vec<String> {
-    let given = |flag: &str| {
-        flags.iter().any(|a| {
-            a.strip_prefix(flag)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
-        })
-    };
     let mut args = Vec::new();
     for (flag, value) in GATEWAY_FLAGS {
-        if !given(flag) {
+        if !crate::process::sets_flag(&flags, flag) {
             args.extend([flag.to_owned(), value.to_string()]);
         }
     }
