@@ -230,7 +230,7 @@ mod tests {
         // Until the tick clock shows 0.3 s of the child's CPU (30 s at most).
         let deadline = Instant::now() + Duration::from_secs(30);
         while proc_ticks_s(pid) < 0.3 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::yield_now();
         }
         let (precise, ticks) = (proc_cpu_s(pid), proc_ticks_s(pid));
         child.kill().expect("kill the child");
