@@ -61,18 +61,27 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
             r["per_batch_excess_ms"].as_array().unwrap().len(),
             "{name}"
         );
-        // Each batch's start (its p1 to arrival) is after the window and no later than its
-        // middle.
+        // Each batch's start (its p1 to arrival) is no later than its middle, and its middle
+        // no later than its p99. The start may be 0: the envelope carries the publish
+        // time in whole milliseconds, so a window may open up to 1 ms before the bench's
+        // microsecond timestamp, and a fast batch then arrives before timestamp + window
+        // (an excess below 0 counts as 0). CI saw that once in the two-gateway fleet.
         let starts = r["per_batch_arrival_start_ms"].as_array().unwrap();
         let arrivals = r["per_batch_arrival_ms"].as_array().unwrap();
         assert_eq!(starts.len(), arrivals.len(), "{name}");
         for (start, spread) in starts.iter().zip(arrivals) {
-            let (start, p50) = (start.as_f64().unwrap(), spread[0].as_f64().unwrap());
+            let start = start.as_f64().unwrap();
+            let (p50, p99) = (spread[0].as_f64().unwrap(), spread[1].as_f64().unwrap());
             assert!(
-                start > 0.0 && start <= p50,
-                "{name}: start {start}, p50 {p50}"
+                start >= 0.0 && start <= p50 && p50 <= p99,
+                "{name}: start {start}, p50 {p50}, p99 {p99}"
             );
         }
+        // Batches do wait out their window: not every one arrives early.
+        assert!(
+            starts.iter().any(|s| s.as_f64().unwrap() > 0.0),
+            "{name}: batch starts {starts:?}"
+        );
         // Batches are told apart: several per run, each seen by every connection.
         let per_batch = r["per_batch_excess_ms"].as_array().unwrap();
         assert!(per_batch.len() >= 2, "{name}: {per_batch:?}");
