@@ -9,7 +9,7 @@
 #
 # Waits for the run's worker processes, then DELAY seconds more (default 3: connecting is
 # over, publishing has begun), then measures for SECONDS (default 6; keep it inside the
-# scenario's 10 s publish phase). docs/PERFORMANCE.md, round 11, quotes its figures.
+# scenario's 10 s publish phase). docs/PERFORMANCE-HISTORY.md, round 11, quotes its figures.
 set -euo pipefail
 secs=${1:-6}
 delay=${2:-3}
