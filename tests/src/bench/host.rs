@@ -11,7 +11,7 @@ pub fn cores() -> usize {
 /// What one trivial system call (`getppid`) costs on this host, in ns: the median of 5
 /// rounds of 200,000. Kernel entry and exit are set by the host's CPU and its speculation
 /// mitigations, and every socket write and read pays them. Hosts of the same kind differ
-/// (round 9's ran round 8's code about half as fast: docs/PERFORMANCE.md), so each run
+/// (round 9's ran round 8's code about half as fast: docs/PERFORMANCE-HISTORY.md), so each run
 /// records this beside the machine, the first figure to compare between two hosts.
 pub fn syscall_ns() -> f64 {
     const CALLS: u32 = 200_000;
@@ -82,7 +82,7 @@ fn proc_ticks_s(pid: i32) -> f64 {
 /// that went to system calls and the softirqs they ran (for a loopback write, the
 /// receiving socket's TCP path too), short of `perf`'s user share by a few points; a
 /// process that sleeps and wakes many times a second gets a more skewed split
-/// (`bench/cpu_split.sh` prints both; docs/PERFORMANCE.md, round 11).
+/// (`bench/cpu_split.sh` prints both; docs/PERFORMANCE-HISTORY.md, round 11).
 pub fn proc_sys_s(pid: i32) -> f64 {
     proc_user_sys_s(pid).1
 }
