@@ -2,7 +2,8 @@
 # Where the gateway's and the client workers' CPU goes while a benchmark publishes: user vs
 # kernel mode by the kernel's ticks (utime/stime of /proc/<pid>/stat, what `bench run`'s
 # `gateway_sys_s` reads) and, when `perf` is installed, by perf's own sampling
-# (`perf record -e cpu-clock -a`), plus each process's context switches.
+# (`perf record -e cpu-clock -a`), plus each process's context switches: all, and the
+# voluntary ones (the process went to sleep; the rest were preemptions).
 #
 #     ./target/release/bench run --size full --only fanout-15k-redis &
 #     bench/cpu_split.sh [SECONDS] [DELAY]
@@ -23,14 +24,15 @@ gw=$(pgrep -f 'release/gateway --list' | head -1)
 workers=$(pgrep -f 'bench worker' | tr '\n' ' ')
 [ -n "$gw" ] && [ -n "$workers" ] || { echo "no gateway or workers running" >&2; exit 1; }
 
-# pid utime stime context-switches, for every measured process.
+# pid utime stime context-switches voluntary-switches, for every measured process.
 snapshot() {
     for p in $gw $workers; do
-        local cs=0 t
+        local cs=0 vol=0 t
         for t in /proc/"$p"/task/*/status; do
             cs=$((cs + $(awk '/ctxt_switches/ {n += $2} END {print n + 0}' "$t" 2>/dev/null || echo 0)))
+            vol=$((vol + $(awk '/^voluntary_ctxt_switches/ {n += $2} END {print n + 0}' "$t" 2>/dev/null || echo 0)))
         done
-        echo "$p $(awk '{sub(/.*\) /, ""); print $12, $13}' /proc/"$p"/stat) $cs"
+        echo "$p $(awk '{sub(/.*\) /, ""); print $12, $13}' /proc/"$p"/stat) $cs $vol"
     done
 }
 
@@ -51,14 +53,14 @@ if [ -s "$data" ]; then
 fi
 
 echo "over ${secs}s; ticks: $(getconf CLK_TCK)/s in /proc, perf: 1000 samples/s per busy core"
-printf '%-8s %-8s %12s %12s %12s %14s\n' pid role 'ticks user%' 'perf user%' 'CPU s' 'ctx switches'
-join <(echo "$before" | sort) <(echo "$after" | sort) | while read -r p u0 s0 c0 u1 s1 c1; do
+printf '%-8s %-8s %12s %12s %12s %14s %10s\n' pid role 'ticks user%' 'perf user%' 'CPU s' 'ctx switches' 'voluntary'
+join <(echo "$before" | sort) <(echo "$after" | sort) | while read -r p u0 s0 c0 v0 u1 s1 c1 v1; do
     role=worker
     [ "$p" = "$gw" ] && role=gateway
     du=$((u1 - u0)) ds=$((s1 - s0))
     tick_user=$(awk -v u="$du" -v s="$ds" 'BEGIN {printf (u + s ? "%.1f" : "-"), 100 * u / (u + s)}')
     perf_user=$(awk -v p="$p" '$1 == p {n++; if ($2 == "u") u++} END {printf (n ? "%.1f" : "-"), 100 * u / n}' "$samples")
     cpu=$(awk -v t="$((du + ds))" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}')
-    printf '%-8s %-8s %12s %12s %12s %14s\n' "$p" "$role" "$tick_user" "$perf_user" "$cpu" "$((c1 - c0))"
+    printf '%-8s %-8s %12s %12s %12s %14s %10s\n' "$p" "$role" "$tick_user" "$perf_user" "$cpu" "$((c1 - c0))" "$((v1 - v0))"
 done
 rm -f "$data" "$samples"
