@@ -195,9 +195,9 @@ mod tests {
         let (user1, sys1) = own();
         assert!(user1 - user0 >= 0.3, "no user CPU burnt in 30 s");
         // Kernel work only: each read of /dev/zero clears 1 MiB in the kernel, so the
-        // system call's entry and exit are a small share. (With 4 KiB reads, the ticks on
-        // a Xeon host counted 0.18-0.3 s of user time per 0.3 s of kernel time, and the
-        // check below failed once; with 1 MiB, 0.01-0.03 s.)
+        // system call's entry and exit, which the ticks may count on the user side, are a
+        // small share. (With 4 KiB reads the check below failed once in CI on a Xeon host:
+        // "reads counted as user work: 0.3 s user for 0.3 s kernel".)
         let zero = std::fs::File::open("/dev/zero").expect("/dev/zero");
         let mut chunk = vec![0u8; 1 << 20];
         while own().1 - sys1 < 0.3 && Instant::now() < deadline {
