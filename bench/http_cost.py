@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Gateway CPU per `POST /api/publish`, one build against another.
 
-    python3 bench/http_cost.py [--requests N] [--rate R] [--rounds K] GATEWAY [GATEWAY ...]
+    python3 bench/http_cost.py [--requests N] [--rate R] [--rounds K] [--batch] GATEWAY [GATEWAY ...]
 
 Starts each gateway binary in turn (embedded bus, no subscribers, free ports), publishes
 N small messages at R per second on one kept-open HTTP connection, and prints the
 gateway's CPU per request (its threads' `se.sum_exec_runtime` from /proc, as `bench run`
-reads it), its context switches per request and, when `perf` is installed, the futex
-calls it made and its system calls per request. Builds alternate round by round, so drift of a shared machine hits them
-alike. Standard library only.
+reads it), its context switches per request (voluntary: it slept; involuntary: it was
+preempted, as the publisher woken by a 202 can preempt it on a shared core) and, when
+`perf` is installed, the futex calls it made and its system calls per request. Builds
+alternate round by round, so drift of a shared machine hits them alike; with `--batch`
+each build runs twice per round, the publisher under SCHED_OTHER and then under
+SCHED_BATCH (which never preempts a running task). Standard library only.
 """
 
 import argparse
@@ -43,15 +46,20 @@ def cpu_s(pid):
 
 
 def switches(pid):
-    """Context switches of the process's threads so far (voluntary and not)."""
-    total = 0
+    """Context switches of the process's threads so far: (voluntary, involuntary). A
+    voluntary one is a thread going to sleep; an involuntary one, a thread preempted."""
+    vol = invol = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/status") as f:
-                total += sum(int(l.split()[1]) for l in f if "ctxt_switches" in l)
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        invol += int(line.split()[1])
         except FileNotFoundError:
             pass  # a thread that ended meanwhile
-    return total
+    return vol, invol
 
 
 def publish(port, n, rate):
@@ -115,9 +123,12 @@ def gateway(binary, *extra):
         gw.wait(timeout=30)
 
 
-def one_run(binary, n, rate):
+def one_run(binary, n, rate, batch):
     with gateway(binary) as (gw, _, internal):
         wait_ready(internal)
+        if batch:
+            # The gateway keeps the policy it started with; only this publisher changes.
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         publish(internal, 20, rate)  # warm-up
         perf = None
         if shutil.which("perf"):
@@ -131,7 +142,8 @@ def one_run(binary, n, rate):
         before, cs_before = cpu_s(gw.pid), switches(gw.pid)
         publish(internal, n, rate)
         used = cpu_s(gw.pid) - before
-        cs = (switches(gw.pid) - cs_before) / n
+        cs_after = switches(gw.pid)
+        cs = tuple((after - before) / n for after, before in zip(cs_after, cs_before))
         futex, syscalls = "-", "-"
         if perf:
             perf.send_signal(2)
@@ -142,6 +154,8 @@ def one_run(binary, n, rate):
                     futex = count
                 elif "raw_syscalls:sys_enter" in line and count.isdigit():
                     syscalls = f"{int(count) / n:.2f}"
+        if batch:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         return used * 1e6 / n, cs, futex, syscalls
 
 
@@ -151,17 +165,25 @@ def main():
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--batch",
+        action="store_true",
+        help="each build twice per round: the publisher under SCHED_OTHER, then under SCHED_BATCH",
+    )
     a = ap.parse_args()
     if not (1 <= a.requests <= 100_000 and 0 < a.rate <= 10_000 and 1 <= a.rounds <= 20):
         sys.exit("--requests 1..100000, --rate 0..10000, --rounds 1..20")
     for r in range(1, a.rounds + 1):
         for g in a.gateways:
-            us, cs, futex, syscalls = one_run(g, a.requests, a.rate)
-            print(
-                f"round {r} {g}: {us:.1f} µs CPU per request, {cs:.2f} context switches per request, futex calls {futex}, "
-                f"system calls per request {syscalls}",
-                flush=True,
-            )
+            for batch in (False, True) if a.batch else (False,):
+                us, (vol, invol), futex, syscalls = one_run(g, a.requests, a.rate, batch)
+                policy = " (publisher SCHED_BATCH)" if batch else ""
+                print(
+                    f"round {r} {g}{policy}: {us:.1f} µs CPU per request, context switches per request "
+                    f"{vol:.2f} voluntary + {invol:.2f} involuntary, futex calls {futex}, "
+                    f"system calls per request {syscalls}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
