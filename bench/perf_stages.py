@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Where a gateway's `sendto` time goes, per frame sent, from a system-wide perf profile.
+
+    perf record -a -F 1000 -g -o perf.data -- COMMAND      # e.g. a `bench run --only fanout-15k`
+    python3 bench/perf_stages.py perf.data PID:FRAMES [PID:FRAMES ...]
+    python3 bench/perf_stages.py --calls perf.data PID
+
+PID is a gateway process in the profile (`perf script -F comm,pid` lists them; the bench
+starts one per scenario, in scenario order), FRAMES the frames it sent
+(`pushfleet_frames_sent_total`, the report's "frames" column). Each of the process's samples
+whose stack holds `__x64_sys_sendto` is put under the first function of STAGES found on its
+stack (so the most specific stage wins: a sample in `__inet_lookup_established` under
+`tcp_v4_rcv` counts as the lookup), and each stage is printed as ns per frame: the samples'
+periods (ns of CPU for `perf record`'s default cpu-clock event) ÷ frames. The columns follow the order of the PID:FRAMES arguments.
+With `--calls`, one process's samples instead: each under the system call on its
+stack (`__x64_sys_*`, `do_writev`, ...), "kernel, no system call" (an interrupt, say) or,
+when the stack has no kernel frame, "user space", with the user-space functions that
+make most of the last. Standard library only; needs `perf`.
+"""
+
+import collections
+import subprocess
+import sys
+
+# Innermost first: the loopback receive path the sender runs, then the send path.
+STAGES = [
+    "sock_def_readable",
+    "__inet_lookup_established",
+    "tcp_v4_rcv",
+    "net_rx_action",
+    "__dev_queue_xmit",
+    "tcp_ack",
+    "__tcp_transmit_skb",
+    "tcp_write_xmit",
+    "_copy_from_iter",
+    "tcp_stream_alloc_skb",
+    "tcp_sendmsg_locked",
+    "release_sock",
+    "tcp_sendmsg",
+    "__sys_sendto",
+]
+
+
+def samples(data):
+    """(pid, period in ns, [function per frame, leaf first], [is that frame the kernel's])
+    for every sample."""
+    out = subprocess.run(
+        ["perf", "script", "-i", data, "-F", "comm,pid,tid,period,ip,sym,dso"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pid, period, stack, kernel = None, 0, [], []
+    for line in out.splitlines() + [""]:
+        if not line.strip():
+            if pid is not None:
+                yield pid, period, stack, kernel
+            pid, period, stack, kernel = None, 0, [], []
+        elif not line[0].isspace():
+            # "comm pid/tid period" (comm may hold spaces: count from the end)
+            fields = line.split()
+            pid, period = fields[-2].split("/")[0], int(fields[-1])
+        else:
+            # "address symbol (dso)"; a symbol may hold spaces
+            frame = line.strip().split(None, 1)[1] if len(line.split()) > 1 else "? (?)"
+            sym, _, dso = frame.rpartition(" (")
+            stack.append(sym or "?")
+            kernel.append(dso.startswith("[kernel"))
+
+
+def calls(data, pid):
+    by, user = collections.Counter(), collections.Counter()
+    for p, period, stack, in_kernel in samples(data):
+        if p != pid:
+            continue
+        if not any(in_kernel):
+            by["user space"] += period
+            user[stack[0] if stack else "?"] += period
+            continue
+        frames = [f for f, k in zip(stack, in_kernel) if k]
+        syscall = next(
+            (f for f in reversed(frames) if f.startswith(("__x64_sys_", "__do_sys_")) or f == "do_writev"),
+            "kernel, no system call",
+        )
+        by[syscall] += period
+    total = sum(by.values())
+    if not total:
+        sys.exit(f"no samples of pid {pid}")
+    print(f"pid {pid}: {total / 1e6:.0f} ms of CPU in the profile")
+    for name, ns in by.most_common():
+        print(f"{100 * ns / total:6.1f} %  {name}")
+    print("user space, by function:")
+    for name, ns in user.most_common(15):
+        print(f"{100 * ns / total:6.1f} %  {name}")
+
+
+def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--calls":
+        calls(sys.argv[2], sys.argv[3])
+        return
+    if len(sys.argv) < 3 or any(":" not in a for a in sys.argv[2:]):
+        sys.exit(__doc__.splitlines()[2].strip())
+    data = sys.argv[1]
+    wanted = [a.split(":") for a in sys.argv[2:]]
+    frames = {pid: int(n) for pid, n in wanted}
+    if any(n <= 0 for n in frames.values()):
+        sys.exit("FRAMES must be positive")
+    by = {pid: collections.Counter() for pid in frames}
+    for pid, period, stack, _ in samples(data):
+        if pid not in by or "__x64_sys_sendto" not in stack:
+            continue
+        stage = next((s for s in STAGES if s in stack), "other")
+        by[pid][stage] += period
+    order = [pid for pid, _ in wanted]
+    print("ns per frame inside sendto, by stage; columns: " + " ".join(f"pid {p}" for p in order))
+    for stage in STAGES + ["other"]:
+        row = [by[p][stage] / frames[p] for p in order]
+        print(f"{stage:28s}" + "".join(f"{v:9.0f}" for v in row))
+    totals = [sum(by[p].values()) / frames[p] for p in order]
+    print(f"{'all of sendto':28s}" + "".join(f"{v:9.0f}" for v in totals))
+
+
+if __name__ == "__main__":
+    main()
