@@ -99,7 +99,7 @@ def main():
         calls(sys.argv[2], sys.argv[3])
         return
     if len(sys.argv) < 3 or any(":" not in a for a in sys.argv[2:]):
-        sys.exit(__doc__.splitlines()[2].strip())
+        sys.exit("usage:\n" + "\n".join(__doc__.splitlines()[2:6]))
     data = sys.argv[1]
     wanted = [a.split(":") for a in sys.argv[2:]]
     frames = {pid: int(n) for pid, n in wanted}
