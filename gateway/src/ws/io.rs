@@ -150,6 +150,21 @@ impl Outbox {
         }
     }
 
+    /// Asks the CPU to fetch what [`Outbox::send`] touches first (the lock with the queue,
+    /// and the socket's descriptor: one or two cache lines, as the allocation falls) while
+    /// the caller is still busy elsewhere. The fan-out calls it for the next connection
+    /// before writing to the current one: each write's system call leaves the cache cold,
+    /// and the lock would otherwise miss in every `send` (round 19's profile: ~96 % of
+    /// `send`'s own time, ~0.3 µs a frame).
+    #[inline]
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            prefetch_for_write(&self.state);
+            prefetch_for_write(&self.io);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -269,6 +284,17 @@ impl Outbox {
     pub async fn writable(&self) -> io::Result<()> {
         std::future::poll_fn(|cx| self.io.poll_write_ready(cx)).await
     }
+}
+
+/// A hint, never a fault: `prefetchw` on a valid reference's address.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline]
+fn prefetch_for_write<T>(at: &T) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+    // SAFETY: a prefetch reads nothing into the program and cannot fault; the address is
+    // that of a live reference.
+    unsafe { _mm_prefetch::<_MM_HINT_ET0>((at as *const T).cast()) }
 }
 
 /// The read side of a TCP stream kept in an [`Outbox`] (see [`Outbox::tcp`]).
