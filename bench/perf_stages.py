@@ -15,7 +15,15 @@ periods (ns of CPU for `perf record`'s default cpu-clock event) ÷ frames. The c
 With `--calls`, one process's samples instead: each under the system call on its
 stack (`__x64_sys_*`, `do_writev`, ...), "kernel, no system call" (an interrupt, say) or,
 when the stack has no kernel frame, "user space", with the user-space functions that
-make most of the last. Standard library only; needs `perf`.
+make most of the last.
+
+    python3 bench/perf_stages.py --seconds perf.data PID
+    python3 bench/perf_stages.py --calls perf.data PID FROM TO
+
+`--seconds` prints the process's CPU in the profile second by second (perf's clock), with
+its `sendto` and user-space shares, to find a scenario's publish phase (the seconds of
+steady `sendto`); FROM and TO (seconds, TO excluded) then limit `--calls` to it. Standard
+library only; needs `perf`.
 """
 
 import collections
@@ -42,24 +50,25 @@ STAGES = [
 
 
 def samples(data):
-    """(pid, period in ns, [function per frame, leaf first], [is that frame the kernel's])
-    for every sample."""
+    """(pid, time in s, period in ns, [function per frame, leaf first], [is that frame the
+    kernel's]) for every sample."""
     out = subprocess.run(
-        ["perf", "script", "-i", data, "-F", "comm,pid,tid,period,ip,sym,dso"],
+        ["perf", "script", "-i", data, "-F", "comm,pid,tid,time,period,ip,sym,dso"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    pid, period, stack, kernel = None, 0, [], []
+    pid, at, period, stack, kernel = None, 0.0, 0, [], []
     for line in out.splitlines() + [""]:
         if not line.strip():
             if pid is not None:
-                yield pid, period, stack, kernel
-            pid, period, stack, kernel = None, 0, [], []
+                yield pid, at, period, stack, kernel
+            pid, at, period, stack, kernel = None, 0.0, 0, [], []
         elif not line[0].isspace():
-            # "comm pid/tid period" (comm may hold spaces: count from the end)
+            # "comm pid/tid time: period" (comm may hold spaces: count from the end)
             fields = line.split()
-            pid, period = fields[-2].split("/")[0], int(fields[-1])
+            pid, period = fields[-3].split("/")[0], int(fields[-1])
+            at = float(fields[-2].rstrip(":"))
         else:
             # "address symbol (dso)"; a symbol may hold spaces
             frame = line.strip().split(None, 1)[1] if len(line.split()) > 1 else "? (?)"
@@ -68,45 +77,72 @@ def samples(data):
             kernel.append(dso.startswith("[kernel"))
 
 
-def calls(data, pid):
+def call_of(stack, in_kernel):
+    """The system call a sample was in, "kernel, no system call" or "user space"."""
+    if not any(in_kernel):
+        return "user space"
+    frames = [f for f, k in zip(stack, in_kernel) if k]
+    return next(
+        (f for f in reversed(frames) if f.startswith(("__x64_sys_", "__do_sys_")) or f == "do_writev"),
+        "kernel, no system call",
+    )
+
+
+def seconds(data, pid):
+    by = collections.defaultdict(collections.Counter)
+    for p, at, period, stack, in_kernel in samples(data):
+        if p == pid:
+            second = by[int(at)]
+            second["all"] += period
+            second[call_of(stack, in_kernel)] += period
+    if not by:
+        sys.exit(f"no samples of pid {pid}")
+    print(f"pid {pid}, ms of CPU per second of the profile: all, sendto, user space")
+    for t in sorted(by):
+        c = by[t]
+        print(f"{t:8d} {c['all'] / 1e6:7.0f} {c['__x64_sys_sendto'] / 1e6:7.0f} {c['user space'] / 1e6:7.0f}")
+
+
+def calls(data, pid, start=None, end=None):
     by, user = collections.Counter(), collections.Counter()
-    for p, period, stack, in_kernel in samples(data):
-        if p != pid:
+    for p, at, period, stack, in_kernel in samples(data):
+        if p != pid or (start is not None and not start <= at < end):
             continue
-        if not any(in_kernel):
-            by["user space"] += period
+        call = call_of(stack, in_kernel)
+        by[call] += period
+        if call == "user space":
             user[stack[0] if stack else "?"] += period
-            continue
-        frames = [f for f, k in zip(stack, in_kernel) if k]
-        syscall = next(
-            (f for f in reversed(frames) if f.startswith(("__x64_sys_", "__do_sys_")) or f == "do_writev"),
-            "kernel, no system call",
-        )
-        by[syscall] += period
     total = sum(by.values())
     if not total:
         sys.exit(f"no samples of pid {pid}")
-    print(f"pid {pid}: {total / 1e6:.0f} ms of CPU in the profile")
+    span = "" if start is None else f" from {start:g} s to {end:g} s"
+    print(f"pid {pid}: {total / 1e6:.0f} ms of CPU in the profile{span}")
     for name, ns in by.most_common():
-        print(f"{100 * ns / total:6.1f} %  {name}")
+        print(f"{100 * ns / total:6.1f} % {ns / 1e6:7.0f} ms  {name}")
     print("user space, by function:")
     for name, ns in user.most_common(15):
-        print(f"{100 * ns / total:6.1f} %  {name}")
+        print(f"{100 * ns / total:6.1f} % {ns / 1e6:7.0f} ms  {name}")
 
 
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--calls":
         calls(sys.argv[2], sys.argv[3])
         return
+    if len(sys.argv) == 6 and sys.argv[1] == "--calls":
+        calls(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]))
+        return
+    if len(sys.argv) == 4 and sys.argv[1] == "--seconds":
+        seconds(sys.argv[2], sys.argv[3])
+        return
     if len(sys.argv) < 3 or any(":" not in a for a in sys.argv[2:]):
-        sys.exit("usage:\n" + "\n".join(__doc__.splitlines()[2:6]))
+        sys.exit(__doc__)
     data = sys.argv[1]
     wanted = [a.split(":") for a in sys.argv[2:]]
     frames = {pid: int(n) for pid, n in wanted}
     if any(n <= 0 for n in frames.values()):
         sys.exit("FRAMES must be positive")
     by = {pid: collections.Counter() for pid in frames}
-    for pid, period, stack, _ in samples(data):
+    for pid, _, period, stack, _ in samples(data):
         if pid not in by or "__x64_sys_sendto" not in stack:
             continue
         stage = next((s for s in STAGES if s in stack), "other")
