@@ -286,7 +286,8 @@ impl Outbox {
     }
 }
 
-/// A hint, never a fault: `prefetchw` on a valid reference's address.
+/// A hint, never a fault: a prefetch with write intent of a valid reference's address
+/// (`prefetchw` where the build targets it; `prefetcht0` on the default x86-64 target).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline]
