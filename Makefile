@@ -44,6 +44,9 @@ bench: bench-peers
 	$(CARGO) build --release --workspace --bins
 	./target/release/bench run --size full --out bench/results
 	$(CARGO) bench -p gateway --bench hot_path -- --warm-up-time 1 --measurement-time 3
+	# `cargo bench` leaves its own build at target/release/gateway (tokio's test-util on,
+	# from the dev-dependencies): put the release build back for the runs that follow.
+	$(CARGO) build --release --workspace --bins
 
 ## bench-quick: small versions of the scenarios, about a minute.
 bench-quick: bench-peers

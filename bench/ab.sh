@@ -18,11 +18,14 @@ bin=target/release/gateway
 [ -x target/release/bench ] || { echo "build first: cargo build --release --workspace --bins" >&2; exit 2; }
 saved=$(mktemp)
 cp "$bin" "$saved"
-trap 'cp "$saved" "$bin"; rm -f "$saved"' EXIT
+# rm before each cp: the binary is a hard link to cargo's own copy in target/release/deps,
+# which a cp onto it would overwrite.
+trap 'rm -f "$bin"; cp "$saved" "$bin"; rm -f "$saved"' EXIT
 i=1
 while [ "$i" -le "$rounds" ]; do
     for side in A B; do
         if [ "$side" = A ]; then src=$a; else src=$b; fi
+        rm -f "$bin"
         cp "$src" "$bin"
         ./target/release/bench run --size "${AB_SIZE:-full}" --only "$only" --out "${AB_OUT:-/tmp/pushfleet-ab}" 2>&1 |
             grep --line-buffered ': connected' | sed "s/^bench: /$side round $i: /"

@@ -133,6 +133,37 @@ impl Host {
     }
 }
 
+/// The GNU build ID of the ELF file at `path`, in hex: which build of the gateway a run
+/// measured (two builds of one source differ, e.g. `cargo bench`'s, whose dev-dependency
+/// features reach the binary). `None` when the file cannot be read or carries no such note.
+pub fn build_id(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    // The note sits with the headers, before any code: the first 64 KiB hold it.
+    let mut head = Vec::with_capacity(64 * 1024);
+    std::fs::File::open(path)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .ok()?;
+    build_id_in(&head)
+}
+
+/// The first `NT_GNU_BUILD_ID` note in `bytes` (little-endian ELF): name size 4, a
+/// descriptor of 8 to 64 bytes, type 3, name "GNU\0", then the ID.
+fn build_id_in(bytes: &[u8]) -> Option<String> {
+    let word = |at: &[u8]| u32::from_le_bytes([at[0], at[1], at[2], at[3]]) as usize;
+    bytes.windows(16).enumerate().find_map(|(i, w)| {
+        let len = word(&w[4..8]);
+        let fits = (8..=64).contains(&len) && i + 16 + len <= bytes.len();
+        (word(&w[0..4]) == 4 && word(&w[8..12]) == 3 && &w[12..16] == b"GNU\0" && fits).then(|| {
+            bytes[i + 16..i + 16 + len]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+    })
+}
+
 fn machine() -> String {
     let cpus = cores();
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -162,6 +193,32 @@ fn machine() -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_build_id_note_is_found_and_its_absence_is_none() {
+        let id: Vec<u8> = (1..=20).collect();
+        let mut elf = vec![0x7f, b'E', b'L', b'F'];
+        elf.extend(std::iter::repeat_n(0xaa, 100));
+        for w in [4u32, 20, 3] {
+            elf.extend(w.to_le_bytes());
+        }
+        elf.extend(b"GNU\0");
+        elf.extend(&id);
+        elf.extend([0; 8]);
+        assert_eq!(
+            build_id_in(&elf).as_deref(),
+            Some("0102030405060708090a0b0c0d0e0f1011121314")
+        );
+        // A note of another type, or one cut short, is no build ID.
+        let mut other = elf.clone();
+        other[112] = 1;
+        assert_eq!(build_id_in(&other), None);
+        assert_eq!(build_id_in(&elf[..130]), None);
+        assert_eq!(build_id(std::path::Path::new("/nonexistent/gateway")), None);
+        // This test's own binary, linked like every binary of the workspace, has one.
+        let own = build_id(&std::env::current_exe().expect("own exe"));
+        assert!(own.as_ref().is_some_and(|h| h.len() >= 16), "{own:?}");
+    }
 
     #[test]
     fn a_system_call_costs_between_a_nanosecond_and_a_tenth_of_a_millisecond() {

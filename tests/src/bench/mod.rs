@@ -29,7 +29,7 @@ pub mod svg;
 pub mod worker;
 mod workers;
 
-pub use host::{cores, proc_cpu_s, proc_rss_kib, proc_sys_s, syscall_ns, Host};
+pub use host::{build_id, cores, proc_cpu_s, proc_rss_kib, proc_sys_s, syscall_ns, Host};
 pub use peers::missing_prerequisite;
 use peers::{run_peer, socketio_emit};
 use scenario::min_workers_per_target;

@@ -180,16 +180,46 @@ fn comparison(results: &[Outcome]) -> String {
     s
 }
 
+/// The gateway build a run measured: its GNU build ID before the first scenario and after
+/// the last (they differ when the binary was replaced during the run).
+pub struct Build {
+    pub id: Option<String>,
+    pub at_end: Option<String>,
+}
+
+impl Build {
+    /// "gateway build b0a67de99cf4", the ID's first 12 hex digits (the JSON has it whole).
+    fn describe(&self) -> String {
+        let short = |id: &Option<String>| {
+            id.as_deref()
+                .map_or_else(|| "unknown".to_owned(), |h| h.chars().take(12).collect())
+        };
+        if self.id == self.at_end {
+            format!("gateway build {}", short(&self.id))
+        } else {
+            format!(
+                "gateway build {}, **replaced during the run** ({} at its end)",
+                short(&self.id),
+                short(&self.at_end)
+            )
+        }
+    }
+}
+
 pub fn markdown(
     stamp: &str,
     size: &str,
     command: &str,
     host: &Host,
+    build: &Build,
     results: &[Outcome],
 ) -> String {
     let mut s = format!(
-        "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `{command}` (release build). Machine: {}, kernel {}; one system call (`getppid`) {:.0} ns.\n\n",
-        host.machine, host.kernel, host.syscall_ns
+        "# Pushfleet benchmark {stamp} ({size})\n\nCommand: `{command}` (release build; {}). Machine: {}, kernel {}; one system call (`getppid`) {:.0} ns.\n\n",
+        build.describe(),
+        host.machine,
+        host.kernel,
+        host.syscall_ns
     );
     s.push_str(&super::goals::markdown(&super::goals::evaluate(results)));
     s.push_str("## Scenarios\n\n");
@@ -340,6 +370,29 @@ mod tests {
 
     fn names(v: &[&Outcome]) -> Vec<String> {
         v.iter().map(|o| o.name()).collect()
+    }
+
+    #[test]
+    fn the_header_names_the_gateway_build_and_a_replacement_during_the_run() {
+        let id = |h: &str| Some(h.to_owned());
+        let same = Build {
+            id: id("b0a67de99cf4552756de"),
+            at_end: id("b0a67de99cf4552756de"),
+        };
+        assert_eq!(same.describe(), "gateway build b0a67de99cf4");
+        let swapped = Build {
+            id: id("b0a67de99cf4552756de"),
+            at_end: id("0123456789abcdef"),
+        };
+        assert_eq!(
+            swapped.describe(),
+            "gateway build b0a67de99cf4, **replaced during the run** (0123456789ab at its end)"
+        );
+        let none = Build {
+            id: None,
+            at_end: None,
+        };
+        assert_eq!(none.describe(), "gateway build unknown");
     }
 
     #[test]

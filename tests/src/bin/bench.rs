@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tests::bench::report::{markdown, summary_line, sweep};
+use tests::bench::report::{markdown, summary_line, sweep, Build};
 use tests::bench::{self, svg, Host, Outcome};
 
 #[derive(Parser)]
@@ -228,12 +228,20 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
         eprintln!("bench: {why}");
         std::process::exit(2);
     }
+    // Which gateway build the run measures, read before and after: bench/ab.sh swaps it
+    // between runs, and a `cargo bench` may replace it with its own build.
+    let gateway = bench::bin_dir().join("gateway");
+    let build_before = bench::build_id(&gateway);
     for mut s in selected {
         over.apply(&mut s);
         let r = bench::run(&s).await;
         eprintln!("{}", summary_line(&r));
         results.push(r);
     }
+    let build = Build {
+        id: build_before,
+        at_end: bench::build_id(&gateway),
+    };
     let host = Host::measure();
     let stamp = timestamp();
     std::fs::create_dir_all(out).expect("create results dir");
@@ -244,6 +252,8 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
         "machine": host.machine,
         "kernel": host.kernel,
         "syscall_ns": host.syscall_ns,
+        "gateway_build_id": build.id,
+        "gateway_build_id_at_end": build.at_end,
         "command": command,
         "results": results,
     });
@@ -262,7 +272,7 @@ async fn run(size: &str, out: &std::path::Path, only: Option<&str>, over: Overri
             g.verdict_text().replace("**", "")
         );
     }
-    let md = markdown(&stamp, size, &command, &host, &results);
+    let md = markdown(&stamp, size, &command, &host, &build, &results);
     std::fs::write(base.with_extension("md"), &md).expect("write md");
     let cdf: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
