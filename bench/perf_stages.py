@@ -22,8 +22,16 @@ make most of the last.
 
 `--seconds` prints the process's CPU in the profile second by second (perf's clock), with
 its `sendto` and user-space shares, to find a scenario's publish phase (the seconds of
-steady `sendto`); FROM and TO (seconds, TO excluded) then limit `--calls` to it. Standard
-library only; needs `perf`.
+steady `sendto`); FROM and TO (seconds, TO excluded) then limit `--calls` to it.
+
+    python3 bench/perf_stages.py --crates perf.data PID
+
+`--crates` puts each of the process's samples under the code its innermost frame ran:
+"kernel", a shared library (`libc.so.6`), or the Rust crate that the frame's function
+belongs to (the first path segment of its name: `hyper` for
+`hyper::proto::h1::role::...`, `warp` for `<warp::filter::and::AndFuture<T,U> as
+core::future::future::Future>::poll`), to see which layer of a request costs what.
+Standard library only; needs `perf`.
 """
 
 import collections
@@ -49,21 +57,21 @@ STAGES = [
 ]
 
 
-def samples(data):
+def samples(data, with_dso=False):
     """(pid, time in s, period in ns, [function per frame, leaf first], [is that frame the
-    kernel's]) for every sample."""
+    kernel's]) for every sample, and with `with_dso` [each frame's file] after them."""
     out = subprocess.run(
         ["perf", "script", "-i", data, "-F", "comm,pid,tid,time,period,ip,sym,dso"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    pid, at, period, stack, kernel = None, 0.0, 0, [], []
+    pid, at, period, stack, kernel, dsos = None, 0.0, 0, [], [], []
     for line in out.splitlines() + [""]:
         if not line.strip():
             if pid is not None:
-                yield pid, at, period, stack, kernel
-            pid, at, period, stack, kernel = None, 0.0, 0, [], []
+                yield (pid, at, period, stack, kernel) + ((dsos,) if with_dso else ())
+            pid, at, period, stack, kernel, dsos = None, 0.0, 0, [], [], []
         elif not line[0].isspace():
             # "comm pid/tid time: period" (comm may hold spaces: count from the end)
             fields = line.split()
@@ -75,6 +83,7 @@ def samples(data):
             sym, _, dso = frame.rpartition(" (")
             stack.append(sym or "?")
             kernel.append(dso.startswith("[kernel"))
+            dsos.append(dso.rstrip(")"))
 
 
 def call_of(stack, in_kernel):
@@ -124,7 +133,34 @@ def calls(data, pid, start=None, end=None):
         print(f"{100 * ns / total:6.1f} % {ns / 1e6:7.0f} ms  {name}")
 
 
+def crate_of(sym, in_kernel, dso):
+    """Who ran a frame: "kernel", a library's file name, or the Rust crate of its function."""
+    if in_kernel:
+        return "kernel"
+    if dso.endswith(".so") or ".so." in dso:
+        return dso.rsplit("/", 1)[-1]
+    name = sym.lstrip("<").removeprefix("&mut ").removeprefix("&").lstrip("<")
+    head, sep, _ = name.partition("::")
+    return head if sep and head.isidentifier() else "other (no crate path)"
+
+
+def crates(data, pid):
+    by = collections.Counter()
+    for p, _, period, stack, in_kernel, dsos in samples(data, with_dso=True):
+        if p == pid and stack:
+            by[crate_of(stack[0], in_kernel[0], dsos[0])] += period
+    total = sum(by.values())
+    if not total:
+        sys.exit(f"no samples of pid {pid}")
+    print(f"pid {pid}: {total / 1e6:.0f} ms of CPU in the profile, by the code of the innermost frame")
+    for name, ns in by.most_common():
+        print(f"{100 * ns / total:6.1f} % {ns / 1e6:7.1f} ms  {name}")
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--crates":
+        crates(sys.argv[2], sys.argv[3])
+        return
     if len(sys.argv) == 4 and sys.argv[1] == "--calls":
         calls(sys.argv[2], sys.argv[3])
         return
