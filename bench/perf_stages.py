@@ -57,9 +57,9 @@ STAGES = [
 ]
 
 
-def samples(data, with_dso=False):
+def samples(data):
     """(pid, time in s, period in ns, [function per frame, leaf first], [is that frame the
-    kernel's]) for every sample, and with `with_dso` [each frame's file] after them."""
+    kernel's], [each frame's file]) for every sample."""
     out = subprocess.run(
         ["perf", "script", "-i", data, "-F", "comm,pid,tid,time,period,ip,sym,dso"],
         capture_output=True,
@@ -70,7 +70,7 @@ def samples(data, with_dso=False):
     for line in out.splitlines() + [""]:
         if not line.strip():
             if pid is not None:
-                yield (pid, at, period, stack, kernel) + ((dsos,) if with_dso else ())
+                yield pid, at, period, stack, kernel, dsos
             pid, at, period, stack, kernel, dsos = None, 0.0, 0, [], [], []
         elif not line[0].isspace():
             # "comm pid/tid time: period" (comm may hold spaces: count from the end)
@@ -99,7 +99,7 @@ def call_of(stack, in_kernel):
 
 def seconds(data, pid):
     by = collections.defaultdict(collections.Counter)
-    for p, at, period, stack, in_kernel in samples(data):
+    for p, at, period, stack, in_kernel, _ in samples(data):
         if p == pid:
             second = by[int(at)]
             second["all"] += period
@@ -114,7 +114,7 @@ def seconds(data, pid):
 
 def calls(data, pid, start=None, end=None):
     by, user = collections.Counter(), collections.Counter()
-    for p, at, period, stack, in_kernel in samples(data):
+    for p, at, period, stack, in_kernel, _ in samples(data):
         if p != pid or (start is not None and not start <= at < end):
             continue
         call = call_of(stack, in_kernel)
@@ -146,7 +146,7 @@ def crate_of(sym, in_kernel, dso):
 
 def crates(data, pid):
     by = collections.Counter()
-    for p, _, period, stack, in_kernel, dsos in samples(data, with_dso=True):
+    for p, _, period, stack, in_kernel, dsos in samples(data):
         if p == pid and stack:
             by[crate_of(stack[0], in_kernel[0], dsos[0])] += period
     total = sum(by.values())
@@ -178,7 +178,7 @@ def main():
     if any(n <= 0 for n in frames.values()):
         sys.exit("FRAMES must be positive")
     by = {pid: collections.Counter() for pid in frames}
-    for pid, _, period, stack, _ in samples(data):
+    for pid, _, period, stack, _, _ in samples(data):
         if pid not in by or "__x64_sys_sendto" not in stack:
             continue
         stage = next((s for s in STAGES if s in stack), "other")
