@@ -58,20 +58,20 @@ STAGES = [
 
 
 def samples(data):
-    """(pid, time in s, period in ns, [function per frame, leaf first], [is that frame the
-    kernel's], [each frame's file]) for every sample."""
+    """(pid, time in s, period in ns, [function per frame, leaf first], [each frame's file,
+    "[kernel.kallsyms]" for the kernel's]) for every sample."""
     out = subprocess.run(
         ["perf", "script", "-i", data, "-F", "comm,pid,tid,time,period,ip,sym,dso"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    pid, at, period, stack, kernel, dsos = None, 0.0, 0, [], [], []
+    pid, at, period, stack, dsos = None, 0.0, 0, [], []
     for line in out.splitlines() + [""]:
         if not line.strip():
             if pid is not None:
-                yield pid, at, period, stack, kernel, dsos
-            pid, at, period, stack, kernel, dsos = None, 0.0, 0, [], [], []
+                yield pid, at, period, stack, dsos
+            pid, at, period, stack, dsos = None, 0.0, 0, [], []
         elif not line[0].isspace():
             # "comm pid/tid time: period" (comm may hold spaces: count from the end)
             fields = line.split()
@@ -82,15 +82,18 @@ def samples(data):
             frame = line.strip().split(None, 1)[1] if len(line.split()) > 1 else "? (?)"
             sym, _, dso = frame.rpartition(" (")
             stack.append(sym or "?")
-            kernel.append(dso.startswith("[kernel"))
             dsos.append(dso.rstrip(")"))
 
 
-def call_of(stack, in_kernel):
+def in_kernel(dso):
+    return dso.startswith("[kernel")
+
+
+def call_of(stack, dsos):
     """The system call a sample was in, "kernel, no system call" or "user space"."""
-    if not any(in_kernel):
+    if not any(map(in_kernel, dsos)):
         return "user space"
-    frames = [f for f, k in zip(stack, in_kernel) if k]
+    frames = [f for f, d in zip(stack, dsos) if in_kernel(d)]
     return next(
         (f for f in reversed(frames) if f.startswith(("__x64_sys_", "__do_sys_")) or f == "do_writev"),
         "kernel, no system call",
@@ -99,11 +102,11 @@ def call_of(stack, in_kernel):
 
 def seconds(data, pid):
     by = collections.defaultdict(collections.Counter)
-    for p, at, period, stack, in_kernel, _ in samples(data):
+    for p, at, period, stack, dsos in samples(data):
         if p == pid:
             second = by[int(at)]
             second["all"] += period
-            second[call_of(stack, in_kernel)] += period
+            second[call_of(stack, dsos)] += period
     if not by:
         sys.exit(f"no samples of pid {pid}")
     print(f"pid {pid}, ms of CPU per second of the profile: all, sendto, user space")
@@ -114,10 +117,10 @@ def seconds(data, pid):
 
 def calls(data, pid, start=None, end=None):
     by, user = collections.Counter(), collections.Counter()
-    for p, at, period, stack, in_kernel, _ in samples(data):
+    for p, at, period, stack, dsos in samples(data):
         if p != pid or (start is not None and not start <= at < end):
             continue
-        call = call_of(stack, in_kernel)
+        call = call_of(stack, dsos)
         by[call] += period
         if call == "user space":
             user[stack[0] if stack else "?"] += period
@@ -133,9 +136,9 @@ def calls(data, pid, start=None, end=None):
         print(f"{100 * ns / total:6.1f} % {ns / 1e6:7.0f} ms  {name}")
 
 
-def crate_of(sym, in_kernel, dso):
+def crate_of(sym, dso):
     """Who ran a frame: "kernel", a library's file name, or the Rust crate of its function."""
-    if in_kernel:
+    if in_kernel(dso):
         return "kernel"
     if dso.endswith(".so") or ".so." in dso:
         return dso.rsplit("/", 1)[-1]
@@ -146,9 +149,9 @@ def crate_of(sym, in_kernel, dso):
 
 def crates(data, pid):
     by = collections.Counter()
-    for p, _, period, stack, in_kernel, dsos in samples(data):
+    for p, _, period, stack, dsos in samples(data):
         if p == pid and stack:
-            by[crate_of(stack[0], in_kernel[0], dsos[0])] += period
+            by[crate_of(stack[0], dsos[0])] += period
     total = sum(by.values())
     if not total:
         sys.exit(f"no samples of pid {pid}")
@@ -178,7 +181,7 @@ def main():
     if any(n <= 0 for n in frames.values()):
         sys.exit("FRAMES must be positive")
     by = {pid: collections.Counter() for pid in frames}
-    for pid, _, period, stack, _, _ in samples(data):
+    for pid, _, period, stack, _ in samples(data):
         if pid not in by or "__x64_sys_sendto" not in stack:
             continue
         stage = next((s for s in STAGES if s in stack), "other")
