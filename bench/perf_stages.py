@@ -7,7 +7,10 @@
 
 PID is a gateway process in the profile (`perf script -F comm,pid` lists them; the bench
 starts one per scenario, in scenario order), FRAMES the frames it sent
-(`pushfleet_frames_sent_total`, the report's "frames" column). Each of the process's samples
+(`pushfleet_frames_sent_total`, the report's "frames" column). A scenario's bare writes
+are `bench` processes started after its gateway, which write with `sendto` too: give
+one with its writes (the JSON's `bare.writes`, `bare_raw.writes`) to set it beside the
+gateway. Each of the process's samples
 whose stack holds `__x64_sys_sendto` is put under the first function of STAGES found on its
 stack (so the most specific stage wins: a sample in `__inet_lookup_established` under
 `tcp_v4_rcv` counts as the lookup), and each stage is printed as ns per frame: the samples'
