@@ -10,11 +10,12 @@ starts one per scenario, in scenario order), FRAMES the frames it sent
 (`pushfleet_frames_sent_total`, the report's "frames" column). A scenario's bare writes
 are `bench` processes started after its gateway, which write with `sendto` too: give
 one with its writes (the JSON's `bare.writes`, `bare_raw.writes`) to set it beside the
-gateway. Each of the process's samples
-whose stack holds `__x64_sys_sendto` is put under the first function of STAGES found on its
-stack (so the most specific stage wins: a sample in `__inet_lookup_established` under
-`tcp_v4_rcv` counts as the lookup), and each stage is printed as ns per frame: the samples'
-periods (ns of CPU for `perf record`'s default cpu-clock event) ÷ frames. The columns follow the order of the PID:FRAMES arguments.
+gateway. Each of the process's samples whose stack holds `__x64_sys_sendto` is put under
+the first function of STAGES found on its stack (so the most specific stage wins: a
+sample in `__inet_lookup_established` under `tcp_v4_rcv` counts as the lookup), and each
+stage is printed as ns per frame: the samples' periods (ns of CPU for `perf record`'s
+default cpu-clock event) ÷ frames. The columns follow the order of the PID:FRAMES
+arguments.
 With `--calls`, one process's samples instead: each under the system call on its
 stack (`__x64_sys_*`, `do_writev`, ...), "kernel, no system call" (an interrupt, say) or,
 when the stack has no kernel frame, "user space", with the user-space functions that
