@@ -2,7 +2,7 @@
 """Where a gateway's `sendto` time goes, per frame sent, from a system-wide perf profile.
 
     perf record -a -F 1000 -g -o perf.data -- COMMAND      # e.g. a `bench run --only fanout-15k`
-    python3 bench/perf_stages.py perf.data PID:FRAMES [PID:FRAMES ...]
+    python3 bench/perf_stages.py perf.data PID:FRAMES[:FROM:TO] [PID:FRAMES[:FROM:TO] ...]
     python3 bench/perf_stages.py --calls perf.data PID
 
 PID is a gateway process in the profile (`perf script -F comm,pid` lists them; the bench
@@ -15,7 +15,10 @@ the first function of STAGES found on its stack (so the most specific stage wins
 sample in `__inet_lookup_established` under `tcp_v4_rcv` counts as the lookup), and each
 stage is printed as ns per frame: the samples' periods (ns of CPU for `perf record`'s
 default cpu-clock event) ÷ frames. The columns follow the order of the PID:FRAMES
-arguments.
+arguments. With FROM:TO (seconds of perf's clock, TO excluded; `--seconds` finds them)
+only the samples in that window count, and FRAMES are the frames sent in it: a
+scenario's publish phase leaves out the gateway's close frames at shutdown, a bare
+write's rounds leave out its answers to the readers' upgrade requests.
 With `--calls`, one process's samples instead: each under the system call on its
 stack (`__x64_sys_*`, `do_writev`, ...), "kernel, no system call" (an interrupt, say) or,
 when the stack has no kernel frame, "user space", with the user-space functions that
@@ -39,6 +42,7 @@ Standard library only; needs `perf`.
 """
 
 import collections
+import math
 import subprocess
 import sys
 
@@ -181,16 +185,22 @@ def main():
         sys.exit(__doc__)
     data = sys.argv[1]
     wanted = [a.split(":") for a in sys.argv[2:]]
-    frames = {pid: int(n) for pid, n in wanted}
+    if any(len(w) not in (2, 4) for w in wanted):
+        sys.exit(__doc__)
+    frames = {w[0]: int(w[1]) for w in wanted}
     if any(n <= 0 for n in frames.values()):
         sys.exit("FRAMES must be positive")
+    window = {w[0]: (float(w[2]), float(w[3])) if len(w) == 4 else (-math.inf, math.inf) for w in wanted}
     by = {pid: collections.Counter() for pid in frames}
-    for pid, _, period, stack, _ in samples(data):
+    for pid, at, period, stack, _ in samples(data):
         if pid not in by or "__x64_sys_sendto" not in stack:
+            continue
+        start, end = window[pid]
+        if not start <= at < end:
             continue
         stage = next((s for s in STAGES if s in stack), "other")
         by[pid][stage] += period
-    order = [pid for pid, _ in wanted]
+    order = [w[0] for w in wanted]
     print("ns per frame inside sendto, by stage; columns: " + " ".join(f"pid {p}" for p in order))
     for stage in STAGES + ["other"]:
         row = [by[p][stage] / frames[p] for p in order]
