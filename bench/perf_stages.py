@@ -16,7 +16,8 @@ sample in `__inet_lookup_established` under `tcp_v4_rcv` counts as the lookup), 
 stage is printed as ns per frame: the samples' periods (ns of CPU for `perf record`'s
 default cpu-clock event) ÷ frames. The columns follow the order of the PID:FRAMES
 arguments. With FROM:TO (seconds of perf's clock, TO excluded; `--seconds` finds them)
-only the samples in that window count, and FRAMES are the frames sent in it: a
+only the samples in that window count (one process may be given twice, over two
+windows), and FRAMES are the frames sent in it: a
 scenario's publish phase leaves out the gateway's close frames at shutdown, a bare
 write's rounds leave out its answers to the readers' upgrade requests.
 With `--calls`, one process's samples instead: each under the system call on its
@@ -123,10 +124,10 @@ def seconds(data, pid):
         print(f"{t:8d} {c['all'] / 1e6:7.0f} {c['__x64_sys_sendto'] / 1e6:7.0f} {c['user space'] / 1e6:7.0f}")
 
 
-def calls(data, pid, start=None, end=None):
+def calls(data, pid, start=-math.inf, end=math.inf):
     by, user = collections.Counter(), collections.Counter()
     for p, at, period, stack, dsos in samples(data):
-        if p != pid or (start is not None and not start <= at < end):
+        if p != pid or not start <= at < end:
             continue
         call = call_of(stack, dsos)
         by[call] += period
@@ -135,7 +136,7 @@ def calls(data, pid, start=None, end=None):
     total = sum(by.values())
     if not total:
         sys.exit(f"no samples of pid {pid}")
-    span = "" if start is None else f" from {start:g} s to {end:g} s"
+    span = "" if math.isinf(start) else f" from {start:g} s to {end:g} s"
     print(f"pid {pid}: {total / 1e6:.0f} ms of CPU in the profile{span}")
     for name, ns in by.most_common():
         print(f"{100 * ns / total:6.1f} % {ns / 1e6:7.0f} ms  {name}")
@@ -184,28 +185,30 @@ def main():
     if len(sys.argv) < 3 or any(":" not in a for a in sys.argv[2:]):
         sys.exit(__doc__)
     data = sys.argv[1]
-    wanted = [a.split(":") for a in sys.argv[2:]]
-    if any(len(w) not in (2, 4) for w in wanted):
-        sys.exit(__doc__)
-    frames = {w[0]: int(w[1]) for w in wanted}
-    if any(n <= 0 for n in frames.values()):
+    # One column per argument (the same process may be given twice, over two windows):
+    # (pid, frames, from, to).
+    columns = []
+    for arg in sys.argv[2:]:
+        w = arg.split(":")
+        if len(w) not in (2, 4):
+            sys.exit(__doc__)
+        start, end = (float(w[2]), float(w[3])) if len(w) == 4 else (-math.inf, math.inf)
+        columns.append((w[0], int(w[1]), start, end))
+    if any(frames <= 0 for _, frames, _, _ in columns):
         sys.exit("FRAMES must be positive")
-    window = {w[0]: (float(w[2]), float(w[3])) if len(w) == 4 else (-math.inf, math.inf) for w in wanted}
-    by = {pid: collections.Counter() for pid in frames}
+    by = [collections.Counter() for _ in columns]
     for pid, at, period, stack, _ in samples(data):
-        if pid not in by or "__x64_sys_sendto" not in stack:
-            continue
-        start, end = window[pid]
-        if not start <= at < end:
+        if "__x64_sys_sendto" not in stack:
             continue
         stage = next((s for s in STAGES if s in stack), "other")
-        by[pid][stage] += period
-    order = [w[0] for w in wanted]
-    print("ns per frame inside sendto, by stage; columns: " + " ".join(f"pid {p}" for p in order))
+        for (p, _, start, end), counter in zip(columns, by):
+            if p == pid and start <= at < end:
+                counter[stage] += period
+    print("ns per frame inside sendto, by stage; columns: " + " ".join(f"pid {c[0]}" for c in columns))
     for stage in STAGES + ["other"]:
-        row = [by[p][stage] / frames[p] for p in order]
+        row = [counter[stage] / c[1] for c, counter in zip(columns, by)]
         print(f"{stage:28s}" + "".join(f"{v:9.0f}" for v in row))
-    totals = [sum(by[p].values()) / frames[p] for p in order]
+    totals = [sum(counter.values()) / c[1] for c, counter in zip(columns, by)]
     print(f"{'all of sendto':28s}" + "".join(f"{v:9.0f}" for v in totals))
 
 
