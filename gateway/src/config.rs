@@ -158,6 +158,17 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "PUSHFLEET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Run one worker thread per allowed CPU, each pinned to its own (for a gateway that has
+    /// its CPUs to itself; docs/OPERATIONS.md). `--pin-workers` alone means true.
+    #[arg(
+        long,
+        env = "PUSHFLEET_PIN_WORKERS",
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub pin_workers: bool,
 }
 
 /// A configuration value that parsed but makes no sense.

@@ -24,6 +24,7 @@
 //! - [`metrics`]: Prometheus registry passed to every part; [`proxy`]: the client's
 //!   address behind trusted proxies (for the per-address connect limit).
 
+pub mod affinity;
 pub mod api;
 pub mod assets;
 pub mod auth;

@@ -30,10 +30,25 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cfg.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if cfg.pin_workers {
+        match gateway::affinity::allowed_cpus() {
+            Ok(cpus) => {
+                tracing::info!(
+                    ?cpus,
+                    "--pin-workers: one worker thread per CPU, each pinned to its own"
+                );
+                let pinner = std::sync::Arc::new(gateway::affinity::Pinner::new(cpus));
+                builder.worker_threads(pinner.workers());
+                builder.on_thread_start(move || pinner.on_thread_start());
+            }
+            Err(e) => eprintln!(
+                "gateway: --pin-workers: cannot read the CPU affinity ({e}); workers not pinned"
+            ),
+        }
+    }
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gateway: cannot start the runtime: {e}");

@@ -587,3 +587,79 @@ async fn bad_configuration_exits_64_naming_flag_and_env() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PUSHFLEET_QUEUE_FRAMES"), "{err}");
 }
+
+/// `/proc/<pid>/task/*`: each runtime thread's CPU list (`Cpus_allowed_list`), parsed.
+fn runtime_thread_cpus(pid: i32) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "tokio-rt-worker" {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        out.extend(
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(cpu_list),
+        );
+    }
+    out
+}
+
+/// A kernel CPU list such as `0-3,6` as its CPUs.
+fn cpu_list(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        cpus.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap());
+    }
+    cpus
+}
+
+/// `--pin-workers` (docs/OPERATIONS.md): one worker per CPU this process may run on, each
+/// pinned to its own, and the gateway delivers as before; without it, none is pinned.
+#[tokio::test]
+async fn pinned_workers_each_run_on_their_own_cpu_and_deliver() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let allowed = cpu_list(
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap(),
+    );
+    let gw = Gateway::builder()
+        .env("PUSHFLEET_PIN_WORKERS", "true")
+        .start()
+        .await;
+    let mut c = Client::connect(&gw.ws_url("channels=a"), None).await;
+    gw.wait_metric(SUBS, "", 1.0).await;
+    gw.publish_ok(json!({"channel": "a", "data": 1})).await;
+    assert_eq!(messages(&c.json().await), vec![json!(1)]);
+    let threads = runtime_thread_cpus(gw.pid());
+    let mut pinned: Vec<usize> = threads
+        .iter()
+        .filter(|cpus| cpus.len() == 1)
+        .map(|cpus| cpus[0])
+        .collect();
+    pinned.sort_unstable();
+    assert_eq!(
+        pinned, allowed,
+        "one worker on each allowed CPU: {threads:?}"
+    );
+    assert!(
+        threads
+            .iter()
+            .all(|cpus| cpus.len() == 1 || *cpus == allowed),
+        "any other runtime thread may run on every CPU: {threads:?}"
+    );
+
+    let plain = Gateway::start().await;
+    let threads = runtime_thread_cpus(plain.pid());
+    assert!(!threads.is_empty());
+    assert!(
+        threads.iter().all(|cpus| *cpus == allowed),
+        "unpinned without the flag: {threads:?}"
+    );
+}
