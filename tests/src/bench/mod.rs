@@ -25,6 +25,7 @@ mod peers;
 pub mod report;
 mod scenario;
 mod scrape;
+pub mod stalls;
 pub mod svg;
 pub mod worker;
 mod workers;
@@ -129,6 +130,11 @@ pub struct Outcome {
     /// shards); one that started on time was slowed during them.
     #[serde(default)]
     pub per_batch_arrival_start_ms: Vec<f64>,
+    /// Each batch's key, in the order of `per_batch_excess_ms`: its first message's
+    /// publish time, µs since the epoch. Its window closed a merge window later; its
+    /// fan-out ran in the p99 after that (to line it up with `bench stalls`).
+    #[serde(default)]
+    pub per_batch_first_publish_us: Vec<u64>,
     /// Frames whose arrival the kernel timestamped (the rest count as arrived when read).
     #[serde(default)]
     pub frames_stamped: u64,
@@ -175,13 +181,17 @@ pub struct Outcome {
 /// interval and Redis URL (`bench gateway` starts one with them too). The defaults would
 /// refuse this load, which all comes from a few loopback addresses: 10,000 connections at
 /// most and 50 new ones per second per address after a burst of 200 (docs/SECURITY.md).
-/// The larger batch and outbox bounds leave room for the ingest scenarios' bursts.
-pub const GATEWAY_FLAGS: [(&str, u64); 5] = [
-    ("--max-connections", 19_000),
-    ("--max-connects-per-ip-per-sec", 100_000),
-    ("--connect-burst-per-ip", 1_000_000),
-    ("--max-batch-bytes", 1 << 20),
-    ("--queue-frames", 256),
+/// The larger batch and outbox bounds leave room for the ingest scenarios' bursts. The
+/// machine's cores are the gateway's and its clients', so its workers are pinned, one per
+/// core (`--pin-workers`, docs/OPERATIONS.md; unpinned, the kernel sometimes kept both on
+/// one core for a whole fan-out: docs/PERFORMANCE.md, round 23).
+pub const GATEWAY_FLAGS: [(&str, &str); 6] = [
+    ("--max-connections", "19000"),
+    ("--max-connects-per-ip-per-sec", "100000"),
+    ("--connect-burst-per-ip", "1000000"),
+    ("--max-batch-bytes", "1048576"),
+    ("--queue-frames", "256"),
+    ("--pin-workers", "true"),
 ];
 
 /// `bench gateway`'s arguments for the gateway: each of [`GATEWAY_FLAGS`] that `flags` does
@@ -190,7 +200,7 @@ pub fn gateway_args(flags: Vec<String>) -> Vec<String> {
     let mut args = Vec::new();
     for (flag, value) in GATEWAY_FLAGS {
         if !crate::process::sets_flag(&flags, flag) {
-            args.extend([flag.to_owned(), value.to_string()]);
+            args.extend([flag.to_owned(), value.to_owned()]);
         }
     }
     args.extend(flags);
@@ -355,6 +365,7 @@ impl Outcome {
         self.excess_p99_ms = ms(read.all.quantile(0.99));
         self.excess_max_ms = ms(read.all.max_us);
         self.per_batch_excess_ms = read.per_batch.values().map(spread_ms).collect();
+        self.per_batch_first_publish_us = read.per_batch.keys().copied().collect();
         self.batch_p99_median_ms = median_p99(&self.per_batch_excess_ms);
         self.arrival_ms = [0.50, 0.90, 0.99, 1.0].map(|q| ms(arrival.all.quantile(q)));
         self.per_batch_arrival_ms = arrival.per_batch.values().map(spread_ms).collect();

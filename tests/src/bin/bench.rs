@@ -6,6 +6,8 @@
 //!   `DIR/<timestamp>-<size>.json`, `.md` and four SVG plots.
 //! - `bench worker …`: one client process (started by `run`).
 //! - `bench bare …`: the bare-write baseline server (started by `run`).
+//! - `bench stalls --seconds N`: reports when a core stopped running the guest's work
+//!   (a diagnostic beside a run; `bench/stalls.py` lines it up with the batches).
 //! - `bench gateway [-- FLAGS…]`: runs the release `gateway` with the flags `run` gives it
 //!   (raised connection limits), for load from another generator; FLAGS add or replace.
 
@@ -95,12 +97,29 @@ enum Cmd {
         #[arg(long)]
         websocket: bool,
     },
+    /// Watch every CPU with a pinned real-time thread that sleeps 1 ms at a time, and
+    /// print each wake-up later than the threshold (JSON lines), then a summary per CPU.
+    Stalls {
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+        #[arg(long, default_value_t = 2000)]
+        threshold_us: u64,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Gateway { flags } => exec_gateway(flags),
+        Cmd::Stalls {
+            seconds,
+            threshold_us,
+        } => {
+            if let Err(e) = bench::stalls::run(seconds, Duration::from_micros(threshold_us)) {
+                eprintln!("bench stalls: {e}");
+                std::process::exit(1);
+            }
+        }
         Cmd::Bare {
             sockets,
             frame_bytes,
