@@ -1,6 +1,7 @@
 # Round 23's A/B of --pin-workers (docs/PERFORMANCE.md, round 23): fanout-15k, -small and
-# -redis, alternating runs without (A) and with (B) PUSHFLEET_PIN_WORKERS=1 in the
-# gateways' environment. Each argument is LABEL=PATH-TO-RUN-JSON:
+# -redis (or latency-500), alternating runs without (A) and with (B) pinned workers (the
+# first A/B set PUSHFLEET_PIN_WORKERS=1 in the gateways' environment for B, before the bench
+# pinned by default; now `bench run --unpinned` is A). Each argument is LABEL=PATH-TO-RUN-JSON:
 #   python3 bench/results/round23-epyc/pin-ab.py A1=... B1=... > pin-ab.txt
 import json
 import statistics
@@ -14,6 +15,10 @@ for arg in sys.argv[1:]:
     d = json.load(open(path))
     for r in d["results"]:
         name = r["scenario"]["name"]
+        if name == "latency-500":
+            print(f"{label} {name}: read p99 {r['excess_p99_ms']:.2f} ms, to arrival {r['arrival_ms'][2]:.2f}; "
+                  f"CPU {r['cpu_us_per_frame']:.2f} µs per frame")
+            continue
         if not name.startswith("fanout-15k"):
             continue
         p99s = [b[1] for b in r["per_batch_excess_ms"]]

@@ -207,6 +207,17 @@ pub fn gateway_args(flags: Vec<String>) -> Vec<String> {
     args
 }
 
+/// [`GATEWAY_FLAGS`] as a scenario sets them: `--pin-workers false` when it runs unpinned.
+pub fn scenario_gateway_flags(s: &Scenario) -> Vec<(&'static str, &'static str)> {
+    GATEWAY_FLAGS
+        .iter()
+        .map(|&(flag, value)| match flag {
+            "--pin-workers" if !s.pin_workers => (flag, "false"),
+            _ => (flag, value),
+        })
+        .collect()
+}
+
 /// Directory of the running executable's sibling binaries (`target/release` for `bench`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -224,7 +235,7 @@ async fn start_gateways(s: &Scenario, redis: Option<&Redis>) -> Vec<Gateway> {
         let mut b = Gateway::builder()
             .arg("--merge-window-ms", s.window_ms)
             .binary_dir(bin_dir());
-        for (flag, value) in GATEWAY_FLAGS {
+        for (flag, value) in scenario_gateway_flags(s) {
             b = b.arg(flag, value);
         }
         if let Some(p) = s.ping_secs {
@@ -602,6 +613,25 @@ mod batch_tests {
 #[cfg(test)]
 mod gateway_args_tests {
     use super::*;
+
+    #[test]
+    fn scenarios_pin_their_gateways_unless_a_run_says_unpinned() {
+        let mut s = scenarios("full").remove(0);
+        let pinned = scenario_gateway_flags(&s);
+        assert_eq!(pinned.len(), GATEWAY_FLAGS.len());
+        assert!(pinned.contains(&("--pin-workers", "true")), "{pinned:?}");
+        s.pin_workers = false;
+        let unpinned = scenario_gateway_flags(&s);
+        assert!(
+            unpinned.contains(&("--pin-workers", "false")),
+            "{unpinned:?}"
+        );
+        assert_eq!(
+            pinned.iter().filter(|f| !unpinned.contains(f)).count(),
+            1,
+            "only --pin-workers differs"
+        );
+    }
 
     #[test]
     fn given_flags_replace_the_bench_defaults_in_either_form() {

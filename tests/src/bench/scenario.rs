@@ -44,6 +44,11 @@ pub struct Scenario {
     /// How the client processes are scheduled beside the gateway.
     #[serde(default)]
     pub clients: worker::ClientSched,
+    /// The gateways run with `--pin-workers true` (`false`: `bench run --unpinned`, the
+    /// kernel places their worker threads; docs/PERFORMANCE.md, round 23). A run's JSON
+    /// from before round 23 has no such field: its gateways were unpinned.
+    #[serde(default)]
+    pub pin_workers: bool,
 }
 
 /// The gateway's default `--ping-interval-secs` (with no flag or environment variable).
@@ -118,6 +123,7 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         ramp: None,
         ping_secs: None,
         clients: worker::ClientSched::Batch,
+        pin_workers: true,
     };
     // Idle scenarios ping every few seconds, so that two rounds of pings fit in a short
     // window (what a ping costs does not depend on the interval).

@@ -54,6 +54,10 @@ enum Cmd {
         /// the arrival figures then (docs/PERFORMANCE.md).
         #[arg(long, value_enum)]
         clients: Option<bench::worker::ClientSched>,
+        /// Run the gateways without `--pin-workers` (the kernel places their worker
+        /// threads), to compare with the pinned default (docs/PERFORMANCE.md, round 23).
+        #[arg(long)]
+        unpinned: bool,
     },
     /// A client process.
     Worker {
@@ -168,6 +172,7 @@ fn main() {
             conns,
             ramp,
             clients,
+            unpinned,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -183,19 +188,21 @@ fn main() {
                     conns,
                     ramp,
                     clients,
+                    unpinned,
                 },
             ));
         }
     }
 }
 
-/// Scenario settings replaced for an ad-hoc run (`bench run --rate/--conns/--ramp/--clients`).
+/// Scenario settings replaced for an ad-hoc run (`bench run --rate/--conns/--ramp/--clients/--unpinned`).
 #[derive(Clone, Copy, Default)]
 struct Overrides {
     rate: Option<u32>,
     conns: Option<u64>,
     ramp: Option<u32>,
     clients: Option<bench::worker::ClientSched>,
+    unpinned: bool,
 }
 
 impl Overrides {
@@ -211,6 +218,9 @@ impl Overrides {
         }
         if let Some(c) = self.clients {
             s.clients = c;
+        }
+        if self.unpinned {
+            s.pin_workers = false;
         }
     }
 
@@ -231,6 +241,9 @@ impl Overrides {
         }
         if let Some(k) = self.clients {
             c.push_str(&format!(" --clients {}", bench::arg_name(&k)));
+        }
+        if self.unpinned {
+            c.push_str(" --unpinned");
         }
         c
     }
@@ -411,6 +424,7 @@ mod unit {
             conns: Some(600),
             ramp: Some(2_000),
             clients: Some(bench::worker::ClientSched::Idle),
+            unpinned: true,
         };
         let mut s = bench::scenarios("full")
             .into_iter()
@@ -419,9 +433,11 @@ mod unit {
         over.apply(&mut s);
         assert_eq!((s.rate, s.conns, s.ramp), (10, 600, Some(2_000)));
         assert_eq!(s.clients, bench::worker::ClientSched::Idle);
+        assert!(!s.pin_workers);
+        assert!(bench::scenario_gateway_flags(&s).contains(&("--pin-workers", "false")));
         assert_eq!(
             over.command("full", Some("fanout")),
-            "bench run --size full --only fanout --rate 10 --conns 600 --ramp 2000 --clients idle"
+            "bench run --size full --only fanout --rate 10 --conns 600 --ramp 2000 --clients idle --unpinned"
         );
         // An idle scenario keeps publishing nothing.
         let mut idle = bench::scenarios("full")
