@@ -4,12 +4,13 @@
 //! Without it the kernel places the worker threads, and on a small machine it sometimes
 //! keeps two of them on one CPU for a whole fan-out while the other CPU idles or runs
 //! something else (seen on the project's 2-core machine: a batch whose fan-out ran on one
-//! core took half as long again; docs/PERFORMANCE.md, round 23). Pinned, the workers
+//! core took up to 1.8 times as long as the others; docs/PERFORMANCE.md, round 23). Pinned, the workers
 //! cannot share a CPU, and work stealing still moves tasks from a busy worker to an idle
 //! one. Meant for a gateway that has its CPUs to itself (a dedicated VM, or a Kubernetes
 //! Guaranteed pod under the static CPU manager policy, whose allowed set is its CPUs):
 //! where other processes share those CPUs, a pinned worker cannot move away from a busy
-//! one.
+//! one. Where a CPU quota (a cgroup limit) allows fewer CPUs than the mask holds, as for a
+//! pod with CPU limits on a shared node, the gateway does not pin ([`can_pin`]).
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,14 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
             }
         })
         .collect())
+}
+
+/// Whether to pin one worker to each CPU of the affinity mask, given the parallelism the
+/// process may use (`std::thread::available_parallelism`, which also counts a cgroup CPU
+/// quota): not when the quota is smaller than the mask, since one worker per CPU of the
+/// mask would then oversubscribe the quota, and those CPUs are shared.
+pub fn can_pin(allowed: &[usize], parallelism: usize) -> bool {
+    !allowed.is_empty() && parallelism >= allowed.len()
 }
 
 /// Which CPU the `n`-th thread the runtime starts is pinned to: the runtime starts its
@@ -101,6 +110,15 @@ fn set_affinity(cpus: &[usize]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quota_below_the_mask_means_no_pinning() {
+        assert!(can_pin(&[0, 1], 2));
+        assert!(can_pin(&[4, 5, 6, 7], 4));
+        let node: Vec<usize> = (0..64).collect();
+        assert!(!can_pin(&node, 2), "2 CPUs of quota on a 64-CPU node");
+        assert!(!can_pin(&[], 2));
+    }
 
     #[test]
     fn workers_get_one_cpu_each_and_later_threads_all_of_them() {

@@ -33,7 +33,15 @@ fn main() -> ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if cfg.pin_workers {
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         match gateway::affinity::allowed_cpus() {
+            Ok(cpus) if !gateway::affinity::can_pin(&cpus, parallelism) => {
+                tracing::warn!(
+                    ?cpus,
+                    parallelism,
+                    "--pin-workers: a CPU quota allows fewer CPUs than the process may run on (a shared node): workers not pinned"
+                );
+            }
             Ok(cpus) => {
                 tracing::info!(
                     ?cpus,

@@ -24,7 +24,7 @@ pub struct Stall {
     pub late_us: u64,
 }
 
-/// Each CPU's wake-ups and how late the latest of them came.
+/// Each CPU's wake-ups, its stalls, and the longest of them.
 #[derive(Debug, Default, Serialize)]
 pub struct CpuSummary {
     pub cpu: usize,
