@@ -34,7 +34,7 @@ pub struct CpuSummary {
     pub max_late_us: u64,
 }
 
-/// The late wake-ups of one thread's loop, given each sleep's start and end.
+/// How late a wake-up came, µs, when over `threshold`: a sleep of `asked` took `slept`.
 fn late(asked: Duration, slept: Duration, threshold: Duration) -> Option<u64> {
     let over = slept.saturating_sub(asked);
     (over > threshold).then_some(over.as_micros() as u64)
