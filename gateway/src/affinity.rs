@@ -37,14 +37,14 @@ pub fn can_pin(allowed: &[usize], parallelism: usize) -> bool {
     !allowed.is_empty() && parallelism >= allowed.len()
 }
 
-/// Which CPU the `n`-th thread the runtime starts is pinned to: the runtime starts its
-/// workers first, so threads 0 to `workers - 1` get one CPU each; any later thread (the
-/// runtime's blocking pool) may run on all of them (it would otherwise inherit the mask of
-/// the worker that started it).
-pub fn placement(cpus: &[usize], workers: usize, n: usize) -> Vec<usize> {
+/// Which CPUs the `n`-th thread the runtime starts may run on: the runtime starts its
+/// workers first, one per CPU, so thread `n < cpus.len()` gets CPU `cpus[n]`; any later
+/// thread (the runtime's blocking pool) may run on all of them (it would otherwise inherit
+/// the mask of the worker that started it).
+pub fn placement(cpus: &[usize], n: usize) -> Vec<usize> {
     match cpus.get(n) {
-        Some(&cpu) if n < workers => vec![cpu],
-        _ => cpus.to_vec(),
+        Some(&cpu) => vec![cpu],
+        None => cpus.to_vec(),
     }
 }
 
@@ -72,7 +72,7 @@ impl Pinner {
     /// where the kernel puts it, as without the flag.
     pub fn on_thread_start(&self) {
         let n = self.started.fetch_add(1, Ordering::Relaxed);
-        let cpus = placement(&self.cpus, self.workers(), n);
+        let cpus = placement(&self.cpus, n);
         if let Err(e) = set_affinity(&cpus) {
             tracing::warn!(thread = n, ?cpus, error = %e, "--pin-workers: cannot set the thread's CPU affinity");
         }
@@ -92,8 +92,9 @@ fn get_affinity() -> io::Result<libc::cpu_set_t> {
     }
 }
 
+/// Restricts the calling thread to `cpus` (also `bench stalls`' pinning).
 #[allow(unsafe_code)]
-fn set_affinity(cpus: &[usize]) -> io::Result<()> {
+pub fn set_affinity(cpus: &[usize]) -> io::Result<()> {
     // SAFETY: as in get_affinity; CPU_SET writes bit `cpu` only for cpu < CPU_SETSIZE.
     unsafe {
         let mut set = std::mem::zeroed::<libc::cpu_set_t>();
@@ -123,15 +124,11 @@ mod tests {
     #[test]
     fn workers_get_one_cpu_each_and_later_threads_all_of_them() {
         let cpus = [2, 5, 7];
-        assert_eq!(placement(&cpus, 3, 0), vec![2]);
-        assert_eq!(placement(&cpus, 3, 1), vec![5]);
-        assert_eq!(placement(&cpus, 3, 2), vec![7]);
-        assert_eq!(
-            placement(&cpus, 3, 3),
-            vec![2, 5, 7],
-            "a blocking-pool thread"
-        );
-        assert_eq!(placement(&cpus, 3, 40), vec![2, 5, 7]);
+        assert_eq!(placement(&cpus, 0), vec![2]);
+        assert_eq!(placement(&cpus, 1), vec![5]);
+        assert_eq!(placement(&cpus, 2), vec![7]);
+        assert_eq!(placement(&cpus, 3), vec![2, 5, 7], "a blocking-pool thread");
+        assert_eq!(placement(&cpus, 40), vec![2, 5, 7]);
     }
 
     #[test]

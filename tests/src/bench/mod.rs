@@ -207,15 +207,20 @@ pub fn gateway_args(flags: Vec<String>) -> Vec<String> {
     args
 }
 
-/// [`GATEWAY_FLAGS`] as a scenario sets them: `--pin-workers false` when it runs unpinned.
-pub fn scenario_gateway_flags(s: &Scenario) -> Vec<(&'static str, &'static str)> {
-    GATEWAY_FLAGS
-        .iter()
-        .map(|&(flag, value)| match flag {
-            "--pin-workers" if !s.pin_workers => (flag, "false"),
-            _ => (flag, value),
-        })
-        .collect()
+/// A scenario's gateway arguments: its own flags (window, ping interval, Redis, and
+/// `--pin-workers false` when it runs unpinned) over [`GATEWAY_FLAGS`], by [`gateway_args`].
+pub fn scenario_gateway_args(s: &Scenario, redis_url: Option<String>) -> Vec<String> {
+    let mut own = vec!["--merge-window-ms".to_owned(), s.window_ms.to_string()];
+    if let Some(p) = s.ping_secs {
+        own.extend(["--ping-interval-secs".to_owned(), p.to_string()]);
+    }
+    if let Some(url) = redis_url {
+        own.extend(["--redis-url".to_owned(), url]);
+    }
+    if !s.pin_workers {
+        own.extend(["--pin-workers".to_owned(), "false".to_owned()]);
+    }
+    gateway_args(own)
 }
 
 /// Directory of the running executable's sibling binaries (`target/release` for `bench`).
@@ -232,17 +237,9 @@ pub fn bin_dir() -> PathBuf {
 async fn start_gateways(s: &Scenario, redis: Option<&Redis>) -> Vec<Gateway> {
     let mut gws = Vec::new();
     for _ in 0..s.gateways {
-        let mut b = Gateway::builder()
-            .arg("--merge-window-ms", s.window_ms)
-            .binary_dir(bin_dir());
-        for (flag, value) in scenario_gateway_flags(s) {
-            b = b.arg(flag, value);
-        }
-        if let Some(p) = s.ping_secs {
-            b = b.arg("--ping-interval-secs", p);
-        }
-        if let Some(r) = redis {
-            b = b.arg("--redis-url", r.url());
+        let mut b = Gateway::builder().binary_dir(bin_dir());
+        for pair in scenario_gateway_args(s, redis.map(|r| r.url())).chunks_exact(2) {
+            b = b.arg(&pair[0], &pair[1]);
         }
         gws.push(b.start().await);
     }
@@ -616,16 +613,23 @@ mod gateway_args_tests {
 
     #[test]
     fn scenarios_pin_their_gateways_unless_a_run_says_unpinned() {
+        let pairs = |s: &Scenario| -> Vec<(String, String)> {
+            scenario_gateway_args(s, None)
+                .chunks_exact(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect()
+        };
+        let pin = |v: &str| ("--pin-workers".to_owned(), v.to_owned());
         let mut s = scenarios("full").remove(0);
-        let pinned = scenario_gateway_flags(&s);
-        assert_eq!(pinned.len(), GATEWAY_FLAGS.len());
-        assert!(pinned.contains(&("--pin-workers", "true")), "{pinned:?}");
+        let pinned = pairs(&s);
+        for (flag, _) in GATEWAY_FLAGS {
+            let n = pinned.iter().filter(|(f, _)| f == flag).count();
+            assert_eq!(n, 1, "every bench flag once: {pinned:?}");
+        }
+        assert!(pinned.contains(&pin("true")), "{pinned:?}");
         s.pin_workers = false;
-        let unpinned = scenario_gateway_flags(&s);
-        assert!(
-            unpinned.contains(&("--pin-workers", "false")),
-            "{unpinned:?}"
-        );
+        let unpinned = pairs(&s);
+        assert!(unpinned.contains(&pin("false")), "{unpinned:?}");
         assert_eq!(
             pinned.iter().filter(|f| !unpinned.contains(f)).count(),
             1,

@@ -40,14 +40,15 @@ fn late(asked: Duration, slept: Duration, threshold: Duration) -> Option<u64> {
     (over > threshold).then_some(over.as_micros() as u64)
 }
 
-/// Runs one pinned real-time thread per CPU for `seconds`; prints each stall as a JSON
+/// Runs one pinned real-time thread per CPU this process may run on for `seconds`; prints each stall as a JSON
 /// line, then one summary line per CPU. Fails if the thread cannot be pinned or made
 /// real-time (it needs `CAP_SYS_NICE`): without that it would measure the scheduler, not
 /// the core.
 pub fn run(seconds: u64, threshold: Duration) -> Result<(), String> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = gateway::affinity::allowed_cpus().map_err(|e| format!("CPU affinity: {e}"))?;
     let end = Instant::now() + Duration::from_secs(seconds);
-    let threads: Vec<_> = (0..cpus)
+    let threads: Vec<_> = cpus
+        .into_iter()
         .map(|cpu| std::thread::spawn(move || watch(cpu, end, threshold)))
         .collect();
     for t in threads {
@@ -86,19 +87,7 @@ fn watch(cpu: usize, end: Instant, threshold: Duration) -> Result<CpuSummary, St
 
 #[allow(unsafe_code)]
 fn pin_realtime(cpu: usize) -> Result<(), String> {
-    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it for cpu < its
-    // size, which available_parallelism's count stays under on this machine.
-    let rc = unsafe {
-        let mut set = std::mem::zeroed::<libc::cpu_set_t>();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(format!(
-            "pin to cpu {cpu}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
+    gateway::affinity::set_affinity(&[cpu]).map_err(|e| format!("pin to cpu {cpu}: {e}"))?;
     let param = libc::sched_param { sched_priority: 1 };
     // SAFETY: sched_setscheduler reads `param` and changes only this thread's policy.
     let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
