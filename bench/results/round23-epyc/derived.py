@@ -47,6 +47,10 @@ def report(label, runs):
         f, c = result(d, "fleet-3x5k"), result(d, "channels-20x750")
         print(f"  fleet-3x5k CPU {f['cpu_us_per_frame']:.2f}, read p99 {f['excess_p99_ms']:.1f}; "
               f"channels-20x750 CPU {c['cpu_us_per_frame']:.2f}, read p99 {c['excess_p99_ms']:.1f}")
+        pushfleet = [r for r in d["results"] if r["scenario"].get("server", "pushfleet") == "pushfleet"]
+        print(f"  Pushfleet scenarios: every message delivered {all(r['messages_delivered'] == r['messages_expected'] for r in pushfleet)}, "
+              f"slow-consumer closes {sum(r['slow_consumer_closes'] for r in pushfleet):.0f}, frames queued {sum(r['frames_queued'] for r in pushfleet):.0f}, "
+              f"serializations per batch {sorted({round(r['serializations_per_batch'], 2) for r in pushfleet if r['batches'] > 0})}")
         if idle.get("idle"):
             print(f"  idle: {json.dumps(idle['idle'])[:200]}")
     print(f"  batches over 1.2 x their scenario run's median batch: {slow} of {batches}")
@@ -54,3 +58,9 @@ def report(label, runs):
 
 report("without --pin-workers (round 19's code)", UNPINNED)
 report("with --pin-workers", PINNED)
+
+
+# CN: the clients under SCHED_IDLE; the median batch's p99 to arrival on the socket.
+cn = load("20261127T063457Z")
+print("== CN 20261127T063457Z (--only fanout-15k --clients idle, pinned): median batch to 99 % arrived "
+      + " / ".join(f"{r['arrival_batch_p99_median_ms']:.1f}" for r in cn["results"]) + " ms")
