@@ -29,7 +29,6 @@ import re
 import statistics
 import time
 
-HZ = 2000
 BIN_S = 0.02
 BINS = 8
 SLOW = 1.2
@@ -63,6 +62,7 @@ def main():
     ap.add_argument("run_json")
     ap.add_argument("perf_script")
     ap.add_argument("--threads", default="")
+    ap.add_argument("--hz", type=int, default=2000, help="perf record's -F (default 2000)")
     ap.add_argument("--offset", type=float, default=None,
                     help="wall clock minus monotonic clock, s (default: read now, same boot)")
     a = ap.parse_args()
@@ -71,7 +71,7 @@ def main():
     times = [s[0] for s in samples]
     kind = classes(samples)
     run = json.load(open(a.run_json))
-    per_bin = 2 * HZ * BIN_S  # samples of two busy cores in one bin
+    per_bin = 2 * a.hz * BIN_S  # samples of two busy cores in one bin
 
     def window(t0, i):
         return samples[bisect.bisect_left(times, t0 + i * BIN_S):bisect.bisect_left(times, t0 + (i + 1) * BIN_S)]

@@ -1,0 +1,60 @@
+"""Each counted run's figures, as the rounds' `derived.py` print them for docs/PERFORMANCE.md:
+per run its system call, build, idle RSS and accept time, the three fanout-15k scenarios
+(CPU per frame against the bare write, p99, median batch, CPU floors, slow batches),
+latency-500, the peer comparison, the fleet and channel scenarios, deliveries, and at the
+end the batches over 1.2 x their scenario run's median batch.
+
+  import run_figures; run_figures.report("label", ["CK 20261127T062053Z", ...])
+"""
+import json
+import pathlib
+import statistics
+
+here = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def load(stamp):
+    return json.loads((here / f"{stamp}-full.json").read_text())
+
+
+def result(d, name):
+    return next((r for r in d["results"] if r["scenario"]["name"] == name), None)
+
+
+def report(label, runs):
+    print(f"== {label}: {', '.join(runs)}")
+    slow = batches = 0
+    for run in runs:
+        name, stamp = run.split()
+        path = here / f"{stamp}-full.json"
+        if not path.exists():
+            print(f"{name}: {stamp} missing")
+            continue
+        d = load(stamp)
+        idle, lat = result(d, "idle-15k"), result(d, "latency-500")
+        print(f"{name} {stamp}: system call {d['syscall_ns']:.0f} ns; build {d.get('gateway_build_id', '')[:12]}")
+        print(f"  idle-15k RSS {idle['rss_idle_kib_per_conn']:.2f} KiB, accept {idle['connect_s']:.2f} s")
+        for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
+            r = result(d, sc)
+            p99s = [b[1] for b in r["per_batch_excess_ms"]]
+            med = statistics.median(p99s)
+            s = [round(p) for p in p99s if p > 1.2 * med]
+            slow += len(s)
+            batches += len(p99s)
+            print(f"  {sc}: CPU {r['cpu_us_per_frame']:.2f} vs {r['bare']['cpu_us_per_write']:.2f} = {r['cpu_ratio_to_bare']:.2f}; "
+                  f"read p99 {r['excess_p99_ms']:.1f}, median batch {r['batch_p99_median_ms']:.1f}, floor {r['batch_cpu_floor_ms']:.1f}, "
+                  f"without the gateway's user CPU {r['batch_floor_without_gateway_code_ms']:.1f}; slow batches {s}")
+        print(f"  latency-500 read p99 {lat['excess_p99_ms']:.1f}, arrival p99 {lat['arrival_ms'][2]:.1f}")
+        pf, sio, ws = (result(d, n) for n in ("compare-pushfleet", "compare-socketio", "compare-nodews"))
+        print(f"  compare: {pf['messages_per_cpu_s'] / sio['messages_per_cpu_s']:.1f} x Socket.IO, "
+              f"{pf['messages_per_cpu_s'] / ws['messages_per_cpu_s']:.1f} x Node ws")
+        f, c = result(d, "fleet-3x5k"), result(d, "channels-20x750")
+        print(f"  fleet-3x5k CPU {f['cpu_us_per_frame']:.2f}, read p99 {f['excess_p99_ms']:.1f}; "
+              f"channels-20x750 CPU {c['cpu_us_per_frame']:.2f}, read p99 {c['excess_p99_ms']:.1f}")
+        pushfleet = [r for r in d["results"] if r["scenario"].get("server", "pushfleet") == "pushfleet"]
+        print(f"  Pushfleet scenarios: every message delivered {all(r['messages_delivered'] == r['messages_expected'] for r in pushfleet)}, "
+              f"slow-consumer closes {sum(r['slow_consumer_closes'] for r in pushfleet):.0f}, frames queued {sum(r['frames_queued'] for r in pushfleet):.0f}, "
+              f"serializations per batch {sorted({round(r['serializations_per_batch'], 2) for r in pushfleet if r['batches'] > 0})}")
+        if idle.get("idle"):
+            print(f"  idle: {json.dumps(idle['idle'])[:200]}")
+    print(f"  batches over 1.2 x their scenario run's median batch: {slow} of {batches}")
