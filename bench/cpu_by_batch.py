@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Who had the two cores during each batch's fan-out: the gateway, its clients, or nobody?
 
-Round 23 found with it why a batch is sometimes slow from its start (docs/PERFORMANCE.md):
+Round 23 found with it why a batch is sometimes slow from its start (docs/PERFORMANCE-HISTORY.md):
 its fan-out ran with both gateway worker threads on one core. Record every CPU's task
 2,000 times a second during a run, on the monotonic clock, then read it on the same boot
 (the script converts to the wall clock the bench's publish times use; run it before a

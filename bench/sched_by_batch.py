@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How the kernel placed the gateway's worker threads during each batch's fan-out, and why.
 
-Round 23 (docs/PERFORMANCE.md) found a batch slow from its start whenever both gateway
+Round 23 (docs/PERFORMANCE-HISTORY.md) found a batch slow from its start whenever both gateway
 worker threads ran on one core for its whole fan-out, and `cpu_by_batch.py` shows where
 they ran but not how they got there. This reads the scheduler's own events for the
 gateway's workers (tokio names the runtime's threads `tokio-rt-worker`; the bench's

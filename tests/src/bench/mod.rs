@@ -184,7 +184,7 @@ pub struct Outcome {
 /// The larger batch and outbox bounds leave room for the ingest scenarios' bursts. The
 /// machine's cores are the gateway's and its clients', so its workers are pinned, one per
 /// core (`--pin-workers`, docs/OPERATIONS.md; unpinned, the kernel sometimes kept both on
-/// one core for a whole fan-out: docs/PERFORMANCE.md, round 23).
+/// one core for a whole fan-out: docs/PERFORMANCE-HISTORY.md, round 23).
 pub const GATEWAY_FLAGS: [(&str, &str); 6] = [
     ("--max-connections", "19000"),
     ("--max-connects-per-ip-per-sec", "100000"),

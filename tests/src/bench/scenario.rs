@@ -45,7 +45,7 @@ pub struct Scenario {
     #[serde(default)]
     pub clients: worker::ClientSched,
     /// The gateways run with `--pin-workers true` (`false`: `bench run --unpinned`, the
-    /// kernel places their worker threads; docs/PERFORMANCE.md, round 23). A run's JSON
+    /// kernel places their worker threads; docs/PERFORMANCE-HISTORY.md, round 23). A run's JSON
     /// from before round 23 has no such field: its gateways were unpinned.
     #[serde(default)]
     pub pin_workers: bool,

@@ -55,7 +55,7 @@ enum Cmd {
         #[arg(long, value_enum)]
         clients: Option<bench::worker::ClientSched>,
         /// Run the gateways without `--pin-workers` (the kernel places their worker
-        /// threads), to compare with the pinned default (docs/PERFORMANCE.md, round 23).
+        /// threads), to compare with the pinned default (docs/PERFORMANCE-HISTORY.md, round 23).
         #[arg(long)]
         unpinned: bool,
     },
