@@ -187,7 +187,7 @@ def main():
             if v:
                 print(f"  {label} batches: {len(v)}, share of the fan-out with both workers on one CPU "
                       f"median {statistics.median(v):.0f} %, max {max(v):.0f} %")
-    kinds = collections.Counter((how, by.split(":")[0]) for _, tid, _, _, how, by in line.moves)
+    kinds = collections.Counter((how, by.rsplit(":", 1)[0]) for _, _, _, _, how, by in line.moves)
     print("\nevery move of a gateway worker in the trace, by cause and mover: " +
           ", ".join(f"{how} by {by} {n}" for (how, by), n in kinds.most_common()))
 
