@@ -85,6 +85,17 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
         // Batches are told apart: several per run, each seen by every connection.
         let per_batch = r["per_batch_excess_ms"].as_array().unwrap();
         assert!(per_batch.len() >= 2, "{name}: {per_batch:?}");
+        // The host's steal is read per batch, none of it more than the phase's, none below 0.
+        let steal = r["per_batch_steal_ms"].as_array().unwrap();
+        assert_eq!(steal.len(), per_batch.len(), "{name}");
+        let phase = r["steal_ms"].as_f64().unwrap();
+        for s in steal {
+            let s = s.as_f64().unwrap();
+            assert!(
+                (0.0..=phase).contains(&s),
+                "{name}: batch steal {s}, phase {phase}"
+            );
+        }
         // Every publish was timed: p50 ≤ p99 ≤ max, and a round trip takes some time.
         let rtt: Vec<f64> = r["publish_rtt_ms"]
             .as_array()

@@ -103,6 +103,22 @@ fn user_sys_s(stat_path: &str) -> (f64, f64) {
     (ticks(11) / ticks_per_s(), ticks(12) / ticks_per_s())
 }
 
+/// CPU time the hypervisor kept from this machine, seconds: the `steal` column of the
+/// `cpu` line of /proc/stat, all CPUs together (time a virtual CPU had work and the host
+/// ran something else), at the kernel's tick resolution (10 ms). 0 where unreadable.
+pub fn steal_s() -> f64 {
+    steal_ticks(&std::fs::read_to_string("/proc/stat").unwrap_or_default()) / ticks_per_s()
+}
+
+/// The `steal` column (the 8th number) of the `cpu` line of a /proc/stat text, ticks.
+fn steal_ticks(stat: &str) -> f64 {
+    stat.lines()
+        .find_map(|l| l.strip_prefix("cpu "))
+        .and_then(|rest| rest.split_whitespace().nth(7))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// `VmRSS` of a process, KiB (`None` if the process is gone or the line unreadable).
 pub fn proc_rss_kib(pid: i32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -218,6 +234,18 @@ mod tests {
         // This test's own binary, linked like every binary of the workspace, has one.
         let own = build_id(&std::env::current_exe().expect("own exe"));
         assert!(own.as_ref().is_some_and(|h| h.len() >= 16), "{own:?}");
+    }
+
+    #[test]
+    fn steal_is_the_eighth_number_of_the_all_cpus_line() {
+        let stat = "cpu  191525 280 73373 585007 10429 0 24487 1113 0 0\n\
+                    cpu0 94056 60 35501 297216 3004 0 12017 552 0 0\n\
+                    cpu1 97468 220 37871 287790 7424 0 12470 561 0 0\n";
+        assert_eq!(steal_ticks(stat), 1113.0);
+        // Before the kernel had the column, or an unreadable file: none.
+        assert_eq!(steal_ticks("cpu  1 2 3 4 5 6 7\n"), 0.0);
+        assert_eq!(steal_ticks(""), 0.0);
+        assert!(steal_s() >= 0.0);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub mod svg;
 pub mod worker;
 mod workers;
 
-pub use host::{build_id, cores, proc_cpu_s, proc_rss_kib, proc_sys_s, syscall_ns, Host};
+pub use host::{build_id, cores, proc_cpu_s, proc_rss_kib, proc_sys_s, steal_s, syscall_ns, Host};
 pub use peers::missing_prerequisite;
 use peers::{run_peer, socketio_emit};
 use scenario::min_workers_per_target;
@@ -135,6 +135,17 @@ pub struct Outcome {
     /// fan-out ran in the p99 after that (to line it up with `bench stalls`).
     #[serde(default)]
     pub per_batch_first_publish_us: Vec<u64>,
+    /// CPU time the hypervisor kept from the machine (`steal`, all CPUs; `steal_s`) over
+    /// the same window as `gateway_cpu_s`, ms: time the scenario's processes had work
+    /// and no CPU to run it on, which no figure of the gateway's explains.
+    #[serde(default)]
+    pub steal_ms: f64,
+    /// Each batch's steal, in the order of `per_batch_excess_ms`: from its window's close
+    /// to its p99 (its fan-out), ms of the cores, sampled every 5 ms at the kernel's
+    /// 10 ms resolution (`per_batch_steal_ms`). A slow batch with steal lost cores to the
+    /// host.
+    #[serde(default)]
+    pub per_batch_steal_ms: Vec<f64>,
     /// Frames whose arrival the kernel timestamped (the rest count as arrived when read).
     #[serde(default)]
     pub frames_stamped: u64,
@@ -445,7 +456,9 @@ pub async fn run(s: &Scenario) -> Outcome {
         out.idle = Some(idle_cost(&gws, interval).await);
     }
 
+    let mut steal = Vec::new();
     if s.rate > 0 {
+        let sampler = StealSampler::start();
         let cpu0: f64 = gws.iter().map(|g| proc_cpu_s(g.pid())).sum();
         let clients0: f64 = workers.iter().map(WorkerProc::cpu_s).sum();
         let sys0: f64 = gws.iter().map(|g| proc_sys_s(g.pid())).sum();
@@ -465,6 +478,11 @@ pub async fn run(s: &Scenario) -> Outcome {
         out.gateway_cpu_s = gws.iter().map(|g| proc_cpu_s(g.pid())).sum::<f64>() - cpu0;
         out.clients_cpu_s = workers.iter().map(WorkerProc::cpu_s).sum::<f64>() - clients0;
         out.gateway_sys_s = gws.iter().map(|g| proc_sys_s(g.pid())).sum::<f64>() - sys0;
+        steal = sampler.stop().await;
+        out.steal_ms = steal
+            .last()
+            .zip(steal.first())
+            .map_or(0.0, |(l, f)| (l.1 - f.1) * 1e3);
         out.gateway_frames_sent =
             sum_metric(&gws, "pushfleet_frames_sent_total", "").await - frames0;
         let bytes = sum_metric(&gws, "pushfleet_bytes_sent_total", "").await - bytes0;
@@ -493,6 +511,12 @@ pub async fn run(s: &Scenario) -> Outcome {
     }
 
     out.collect(workers, channels.len()).await;
+    out.per_batch_steal_ms = per_batch_steal_ms(
+        &steal,
+        &out.per_batch_first_publish_us,
+        &out.per_batch_excess_ms,
+        s.window_ms,
+    );
     for gw in gws.iter_mut() {
         gw.terminate();
         // The next scenario starts on a quiet machine.
@@ -512,6 +536,61 @@ pub async fn run(s: &Scenario) -> Outcome {
         out.bare = Some(b);
     }
     out
+}
+
+/// Samples `steal_s` every 5 ms, with the wall-clock time of each sample (µs since the
+/// epoch, the clock of the batches' publish times), from `start` to `stop`.
+struct StealSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<(u64, f64)>>,
+}
+
+impl StealSampler {
+    fn start() -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut samples = vec![(now_us(), steal_s())];
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => samples.push((now_us(), steal_s())),
+                }
+            }
+            samples.push((now_us(), steal_s()));
+            samples
+        });
+        StealSampler { stop, task }
+    }
+
+    async fn stop(self) -> Vec<(u64, f64)> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// Steal over each batch's fan-out, ms: between its window's close (first publish +
+/// window) and its p99 after that, read from `samples` ((µs, steal s), in time order) as
+/// the last sample at or before each end. A batch outside the samples gets 0.
+pub fn per_batch_steal_ms(
+    samples: &[(u64, f64)],
+    first_publish_us: &[u64],
+    excess_ms: &[[f64; 3]],
+    window_ms: u64,
+) -> Vec<f64> {
+    let at = |t: u64| {
+        let i = samples.partition_point(|&(ts, _)| ts <= t);
+        samples.get(i.max(1) - 1).map_or(0.0, |s| s.1)
+    };
+    first_publish_us
+        .iter()
+        .zip(excess_ms)
+        .map(|(&key, e)| {
+            let from = key + window_ms * 1000;
+            let to = from + (e[1].max(0.0) * 1000.0) as u64;
+            (at(to) - at(from)) * 1e3
+        })
+        .collect()
 }
 
 /// The bare-write baseline: `sockets` sockets, `rounds` writes of `frame_bytes`, `gap`
@@ -604,6 +683,44 @@ mod batch_tests {
         let rows = [[1.0, 30.0, 31.0], [1.0, 10.0, 11.0], [1.0, 500.0, 501.0]];
         assert_eq!(median_p99(&rows), 30.0, "one slow batch does not move it");
         assert_eq!(median_p99(&[]), 0.0);
+    }
+
+    #[test]
+    fn a_batch_gets_the_steal_of_its_fan_out_only() {
+        // Steal (s) sampled every 5 ms from t = 1 s: 10 ms stolen at 1.020 s, 20 ms more
+        // at 2.600 s.
+        let samples: Vec<(u64, f64)> = (0..400u64)
+            .map(|i| {
+                let t = 1_000_000 + i * 5_000;
+                let steal = if t >= 2_600_000 {
+                    0.030
+                } else if t >= 1_020_000 {
+                    0.010
+                } else {
+                    0.0
+                };
+                (t, steal)
+            })
+            .collect();
+        // Window 500 ms: batch 0 published at 0.5 s fans out from 1.0 s for 100 ms (the
+        // 1.020 s steal); batch 1 at 1.5 s, from 2.0 s for 100 ms (none); batch 2 at 2.0 s,
+        // from 2.5 s for 150 ms (the 2.600 s steal); batch 3 after the samples (none).
+        let keys = [500_000, 1_500_000, 2_000_000, 9_000_000];
+        let p99 = |ms: f64| [0.0, ms, ms];
+        let got = per_batch_steal_ms(
+            &samples,
+            &keys,
+            &[p99(100.0), p99(100.0), p99(150.0), p99(80.0)],
+            500,
+        );
+        let want = [10.0, 0.0, 20.0, 0.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-9, "{got:?}");
+        }
+        assert_eq!(got.len(), 4);
+        assert!(per_batch_steal_ms(&[], &keys, &[p99(1.0); 4], 500)
+            .iter()
+            .all(|&v| v == 0.0));
     }
 }
 

@@ -108,7 +108,7 @@ pub fn summary_line(r: &Outcome) -> String {
         );
     }
     format!(
-        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p50 / p90 / p99 / max {:.1} / {:.1} / {:.1} / {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), to arrival {:.1} / {:.1} / {:.1} / {:.1} ms (median batch's p99 {:.1} ms{}), {} of {} messages, {:.2} serializations/batch, publish round trip p50 / p99 / max {:.1} / {:.1} / {:.1} ms",
+        "bench: {}: connected {} in {:.2}s, RSS {:.1} KiB/conn, CPU {:.2} µs/frame{}, {:.3} CPU-s per million messages, clients CPU {:.2} s, excess p50 / p90 / p99 / max {:.1} / {:.1} / {:.1} / {:.1} ms (median batch's p99 {:.1} ms{}{}; gateway fan-out p99 ≤ {:.1} ms{}), to arrival {:.1} / {:.1} / {:.1} / {:.1} ms (median batch's p99 {:.1} ms{}), {} of {} messages, {:.2} serializations/batch, publish round trip p50 / p99 / max {:.1} / {:.1} / {:.1} ms, host steal {:.0} ms",
         r.name(),
         r.connected,
         r.connect_s,
@@ -146,6 +146,7 @@ pub fn summary_line(r: &Outcome) -> String {
         r.publish_rtt_ms[0],
         r.publish_rtt_ms[1],
         r.publish_rtt_ms[2],
+        r.steal_ms,
     )
 }
 
@@ -322,7 +323,7 @@ fn by_batch(results: &[Outcome]) -> String {
             .join(", ")
     };
     let mut s = String::from(
-        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order; when each batch had reached the first 1 % of its connections (p1 to arrival on the socket: when its fan-out started, so a slow batch that started late was held up before its writes, one that started on time during them); all the CPU gateway and clients spent per batch spread over the machine's cores (no batch can reach its last client sooner while they share the cores); the same without the gateway's user-mode CPU (its `stime` + the clients' CPU: about what a batch would take if the gateway's own code cost nothing; the kernel's tick split undercounts user time, so up to a few ms high); and each bare-write round's p99 to the same number of readers (ms).\n\n| scenario | gateway, per batch | median | first 1 % arrived, per batch | (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU | bare write, per round | median |\n| --- | --- | ---: | --- | ---: | ---: | --- | ---: |\n",
+        "\n## p99 by batch\n\nEach batch's p99 excess over its connections, in publish order; when each batch had reached the first 1 % of its connections (p1 to arrival on the socket: when its fan-out started, so a slow batch that started late was held up before its writes, one that started on time during them); all the CPU gateway and clients spent per batch spread over the machine's cores (no batch can reach its last client sooner while they share the cores); the same without the gateway's user-mode CPU (its `stime` + the clients' CPU: about what a batch would take if the gateway's own code cost nothing; the kernel's tick split undercounts user time, so up to a few ms high); and each bare-write round's p99 to the same number of readers (ms); last, the CPU time the hypervisor kept from the machine (`steal` of /proc/stat, both cores, 10 ms resolution) during each batch's fan-out, from its window's close to its p99, and over the whole publish phase: a slow batch with steal lost cores to the host.\n\n| scenario | gateway, per batch | median | first 1 % arrived, per batch | (gateway + clients CPU) per batch ÷ cores | without the gateway's user-mode CPU | bare write, per round | median | steal in the fan-out, per batch | steal, publish phase |\n| --- | --- | ---: | --- | ---: | ---: | --- | ---: | --- | ---: |\n",
     );
     for r in rows {
         let bare = r
@@ -331,7 +332,7 @@ fn by_batch(results: &[Outcome]) -> String {
             .map(|b| b.per_round_ms.as_slice())
             .unwrap_or_default();
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {} | {} | {} | {} | {:.1} |\n",
+            "| {} | {} | {:.1} | {} | {} | {} | {} | {:.1} | {} | {:.0} |\n",
             r.name(),
             p99s(&r.per_batch_excess_ms),
             r.batch_p99_median_ms,
@@ -346,6 +347,12 @@ fn by_batch(results: &[Outcome]) -> String {
                 .map_or("–".into(), |f| format!("{f:.1}")),
             p99s(bare),
             super::median_p99(bare),
+            r.per_batch_steal_ms
+                .iter()
+                .map(|v| format!("{v:.0}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.steal_ms,
         ));
     }
     s
