@@ -19,7 +19,10 @@ cores that the gateway processes, the load generator's (the bench's clients and
 publisher) and everything else ran,
 and what was left idle (the kernel does not sample an idle core on every host, so idle is
 what the samples do not cover). `--threads SCENARIO:INDEX,...` prints, for those batches,
-the samples of each gateway thread per 20 ms and the CPU it ran on.
+the samples of each gateway thread per 20 ms and the CPU it ran on. `--gaps` prints, per
+batch, how long each CPU went without a single sample (5 ms steps from the window's close
+to the batch's p99): on a host whose kernel samples an idle CPU too (`swapper`), a CPU
+with no sample at all was not running the guest, the hypervisor had it (round 24).
 """
 import argparse
 import bisect
@@ -63,6 +66,7 @@ def main():
     ap.add_argument("perf_script")
     ap.add_argument("--threads", default="")
     ap.add_argument("--hz", type=int, default=2000, help="perf record's -F (default 2000)")
+    ap.add_argument("--gaps", action="store_true", help="per batch, each CPU's time without a sample")
     ap.add_argument("--offset", type=float, default=None,
                     help="wall clock minus monotonic clock, s (default: read now, same boot)")
     a = ap.parse_args()
@@ -94,6 +98,20 @@ def main():
                 cells.append(f"{gw:3.0f}/{cl:2.0f}/{other:2.0f}/{max(0, 100 - gw - cl - other):3.0f}")
             flag = "SLOW" if p99 > SLOW * median else "    "
             print(f"  #{i:<2} p50 {p50:5.1f} p99 {p99:5.1f} {flag} " + " ".join(cells))
+    if a.gaps:
+        step = 0.005
+        cpus = sorted({s[1] for s in samples})
+        print("\nms of each batch's fan-out (window's close to p99) in which a CPU had no sample at all, "
+              "in 5 ms steps, as cpu=ms")
+        for name, r in by_name.items():
+            w = r["scenario"]["window_ms"] / 1000
+            for i, (key, (_, p99, _)) in enumerate(zip(r["per_batch_first_publish_us"], r["per_batch_excess_ms"])):
+                t0 = key / 1e6 + w
+                seen = {(int((t - t0) / step), cpu)
+                        for t, cpu, _, _, _ in samples[bisect.bisect_left(times, t0):bisect.bisect_left(times, t0 + p99 / 1000)]}
+                steps = int(p99 / 1000 / step)
+                gaps = " ".join(f"{cpu}={5 * sum((k, cpu) not in seen for k in range(steps))}" for cpu in cpus)
+                print(f"  {name} #{i:<2} p99 {p99:5.1f}: {gaps}")
     for spec in filter(None, a.threads.split(",")):
         name, index = spec.rsplit(":", 1)
         r = by_name[name]
