@@ -8,6 +8,18 @@ from run_figures import load, report  # noqa: E402
 
 report("with --pin-workers (round 23's code)", ["CO 20261127T072442Z", "CP 20261127T075013Z", "CR 20261127T075758Z"])
 
+# CS, CT, CU: the bench with the host's steal per scenario and per batch (92b4a25), the same gateway.
+report("with the steal figure", ["CS 20261127T083615Z"])
+for run in ["CS 20261127T083615Z", "CT 20261127T083821Z", "CU 20261127T084027Z"]:
+    name, stamp = run.split()
+    d = load(stamp)
+    print(f"{name} {stamp}: host steal per scenario (ms) "
+          + ", ".join(f"{r['scenario']['name']} {r['steal_ms']:.0f}" for r in d["results"] if r["published"]))
+    for r in d["results"]:
+        if r.get("per_batch_steal_ms") and r["scenario"]["name"].startswith("fanout-15k"):
+            print(f"  {r['scenario']['name']}: batches' p99 " + ", ".join(f"{b[1]:.0f}" for b in r["per_batch_excess_ms"])
+                  + "; steal in each fan-out " + ", ".join(f"{v:.0f}" for v in r["per_batch_steal_ms"]))
+
 # CQ: the clients under SCHED_IDLE; the median batch's p99 to arrival on the socket.
 cq = load("20261127T075207Z")
 print("== CQ 20261127T075207Z (--only fanout-15k --clients idle, pinned): median batch to 99 % arrived "
