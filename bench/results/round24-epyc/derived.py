@@ -1,6 +1,7 @@
 # The figures of docs/PERFORMANCE.md's round 24 table, from the counted runs' JSON:
 #   python3 bench/results/round24-epyc/derived.py > bench/results/round24-epyc/derived.txt
 import pathlib
+import statistics
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
@@ -19,6 +20,19 @@ for run in ["CS 20261127T083615Z", "CT 20261127T083821Z", "CU 20261127T084027Z"]
         if r.get("per_batch_steal_ms") and r["scenario"]["name"].startswith("fanout-15k"):
             print(f"  {r['scenario']['name']}: batches' p99 " + ", ".join(f"{b[1]:.0f}" for b in r["per_batch_excess_ms"])
                   + "; steal in each fan-out " + ", ".join(f"{v:.0f}" for v in r["per_batch_steal_ms"]))
+
+# Slow rounds of the bare write beside the gateway's slow batches, same runs, same rule.
+slow_gw = slow_bare = batches = rounds = 0
+for stamp in ["20261127T072442Z", "20261127T075013Z", "20261127T075758Z", "20261127T083615Z"]:
+    for r in load(stamp)["results"]:
+        if r["scenario"]["name"].startswith("fanout-15k") and r.get("bare"):
+            g = [b[1] for b in r["per_batch_excess_ms"]]
+            w = [b[1] for b in r["bare"]["per_round_ms"]]
+            slow_gw += sum(x > 1.2 * statistics.median(g) for x in g)
+            slow_bare += sum(x > 1.2 * statistics.median(w) for x in w)
+            batches, rounds = batches + len(g), rounds + len(w)
+print(f"== CO, CP, CR, CS: over 1.2 x their scenario run's median: gateway batches {slow_gw} of {batches}, "
+      f"bare-write rounds {slow_bare} of {rounds}")
 
 # CQ: the clients under SCHED_IDLE; the median batch's p99 to arrival on the socket.
 cq = load("20261127T075207Z")
