@@ -572,7 +572,7 @@ impl StealSampler {
 /// Steal over each batch's fan-out, ms: between its window's close (first publish +
 /// window) and its p99 after that, read from `samples` ((µs, steal s), in time order) as
 /// the last sample at or before each end. A batch outside the samples gets 0.
-pub fn per_batch_steal_ms(
+fn per_batch_steal_ms(
     samples: &[(u64, f64)],
     first_publish_us: &[u64],
     excess_ms: &[[f64; 3]],
