@@ -35,7 +35,14 @@ import time
 BIN_S = 0.02
 BINS = 8
 SLOW = 1.2
-LINE = re.compile(r"^\s*(.+?)\s+(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):")
+# A line of `perf script -F comm,pid,tid,cpu,time[,event,trace]`: comm, pid, tid, cpu,
+# time, and where printed the event and its fields (sched_by_batch.py reads those).
+LINE = re.compile(r"^\s*(.+?)\s+(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):(?:\s+(\S+?):?(?:\s+(.*))?)?\s*$")
+
+
+def wall_offset(given=None):
+    """Wall clock minus the monotonic clock, s: `given`, or read now (same boot)."""
+    return given if given is not None else time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 def read_samples(path, offset):
@@ -43,8 +50,8 @@ def read_samples(path, offset):
     samples = []
     for line in open(path):
         m = LINE.match(line)
-        if m:
-            comm, pid, tid, cpu, t = m.groups()
+        if m and not (m[6] or "").startswith("sched:"):  # CPU samples only
+            comm, pid, tid, cpu, t = m.groups()[:5]
             samples.append((float(t) + offset, int(cpu), int(pid), int(tid), comm))
     samples.sort()
     return samples
@@ -70,8 +77,7 @@ def main():
     ap.add_argument("--offset", type=float, default=None,
                     help="wall clock minus monotonic clock, s (default: read now, same boot)")
     a = ap.parse_args()
-    offset = a.offset if a.offset is not None else time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
-    samples = read_samples(a.perf_script, offset)
+    samples = read_samples(a.perf_script, wall_offset(a.offset))
     times = [s[0] for s in samples]
     kind = classes(samples)
     run = json.load(open(a.run_json))

@@ -37,11 +37,11 @@ import collections
 import json
 import re
 import statistics
-import time
+
+from cpu_by_batch import LINE, wall_offset
 
 SLOW = 1.2
 WORKER = "tokio-rt-worker"
-HEAD = re.compile(r"^\s*(.+?)\s+(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+?):?(?:\s+(.*))?$")
 FIELD = re.compile(r"(\w+)=(\S+)")
 
 
@@ -50,8 +50,8 @@ def read(path, offset):
     tid, current comm, fields), each on the wall clock, sorted by time."""
     samples, events = [], []
     for line in open(path):
-        m = HEAD.match(line)
-        if not m:
+        m = LINE.match(line)
+        if not m or not m[6]:
             continue
         comm, pid, tid, cpu, t, event, rest = m.groups()
         t = float(t) + offset
@@ -142,8 +142,7 @@ def main():
     ap.add_argument("--offset", type=float, default=None,
                     help="wall clock minus monotonic clock, s (default: read now, same boot)")
     a = ap.parse_args()
-    offset = a.offset if a.offset is not None else time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
-    samples, events = read(a.perf_script, offset)
+    samples, events = read(a.perf_script, wall_offset(a.offset))
     owner = gateway_threads(samples)
     line = Timeline(events, set(owner))
     print(f"{line.broken} of the gateway workers' {line.switches} switches do not follow from the one before")

@@ -51,8 +51,9 @@ fn main() -> ExitCode {
                 builder.worker_threads(pinner.workers());
                 builder.on_thread_start(move || pinner.on_thread_start());
             }
-            Err(e) => eprintln!(
-                "gateway: --pin-workers: cannot read the CPU affinity ({e}); workers not pinned"
+            Err(e) => tracing::warn!(
+                error = %e,
+                "--pin-workers: cannot read the CPU affinity: workers not pinned"
             ),
         }
     }

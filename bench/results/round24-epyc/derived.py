@@ -34,6 +34,17 @@ for stamp in ["20261127T072442Z", "20261127T075013Z", "20261127T075758Z", "20261
 print(f"== CO, CP, CR, CS: over 1.2 x their scenario run's median: gateway batches {slow_gw} of {batches}, "
       f"bare-write rounds {slow_bare} of {rounds}")
 
+# What one system call cost in each run of the round (its header), and the build it measured.
+for run in ["A/B 20261127T072936Z", "A/B 20261127T073142Z", "A/B 20261127T073350Z", "A/B 20261127T073559Z",
+            "CQ 20261127T075207Z", "traced 20261127T080107Z", "latency-A/B 20261127T081032Z",
+            "latency-A/B 20261127T081044Z", "latency-A/B 20261127T081057Z", "latency-A/B 20261127T081110Z",
+            "latency-A/B 20261127T081123Z", "latency-A/B 20261127T081136Z", "profiled 20261127T082801Z",
+            "CS 20261127T083615Z", "CT 20261127T083821Z", "CU 20261127T084027Z"]:
+    name, stamp = run.split()
+    d = load(stamp)
+    print(f"{name} {stamp}: system call {d['syscall_ns']:.0f} ns, build {d['gateway_build_id'][:12]}, "
+          f"pinned {sorted({r['scenario'].get('pin_workers', False) for r in d['results']})}")
+
 # CQ: the clients under SCHED_IDLE; the median batch's p99 to arrival on the socket.
 cq = load("20261127T075207Z")
 print("== CQ 20261127T075207Z (--only fanout-15k --clients idle, pinned): median batch to 99 % arrived "
