@@ -58,3 +58,20 @@ def report(label, runs):
         if idle.get("idle"):
             print(f"  idle: {json.dumps(idle['idle'])[:200]}")
     print(f"  batches over 1.2 x their scenario run's median batch: {slow} of {batches}")
+
+
+def slow_gateway_vs_bare(runs):
+    """Over the fanout-15k scenarios of `runs` ("NAME STAMP" each): the gateway's batches
+    and the bare write's rounds to the same readers over 1.2 x their scenario run's median,
+    by the same rule, printed as one line."""
+    slow_gw = slow_bare = batches = rounds = 0
+    for run in runs:
+        for r in load(run.split()[1])["results"]:
+            if r["scenario"]["name"].startswith("fanout-15k") and r.get("bare"):
+                g = [b[1] for b in r["per_batch_excess_ms"]]
+                w = [b[1] for b in r["bare"]["per_round_ms"]]
+                slow_gw += sum(x > 1.2 * statistics.median(g) for x in g)
+                slow_bare += sum(x > 1.2 * statistics.median(w) for x in w)
+                batches, rounds = batches + len(g), rounds + len(w)
+    print(f"== {', '.join(r.split()[0] for r in runs)}: over 1.2 x their scenario run's median: gateway batches "
+          f"{slow_gw} of {batches}, bare-write rounds {slow_bare} of {rounds}")

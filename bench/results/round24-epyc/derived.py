@@ -1,11 +1,10 @@
 # The figures of docs/PERFORMANCE.md's round 24 table, from the counted runs' JSON:
 #   python3 bench/results/round24-epyc/derived.py > bench/results/round24-epyc/derived.txt
 import pathlib
-import statistics
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import load, report  # noqa: E402
+from run_figures import load, report, slow_gateway_vs_bare  # noqa: E402
 
 report("with --pin-workers (round 23's code)", ["CO 20261127T072442Z", "CP 20261127T075013Z", "CR 20261127T075758Z"])
 
@@ -22,17 +21,7 @@ for run in ["CS 20261127T083615Z", "CT 20261127T083821Z", "CU 20261127T084027Z"]
                   + "; steal in each fan-out " + ", ".join(f"{v:.0f}" for v in r["per_batch_steal_ms"]))
 
 # Slow rounds of the bare write beside the gateway's slow batches, same runs, same rule.
-slow_gw = slow_bare = batches = rounds = 0
-for stamp in ["20261127T072442Z", "20261127T075013Z", "20261127T075758Z", "20261127T083615Z"]:
-    for r in load(stamp)["results"]:
-        if r["scenario"]["name"].startswith("fanout-15k") and r.get("bare"):
-            g = [b[1] for b in r["per_batch_excess_ms"]]
-            w = [b[1] for b in r["bare"]["per_round_ms"]]
-            slow_gw += sum(x > 1.2 * statistics.median(g) for x in g)
-            slow_bare += sum(x > 1.2 * statistics.median(w) for x in w)
-            batches, rounds = batches + len(g), rounds + len(w)
-print(f"== CO, CP, CR, CS: over 1.2 x their scenario run's median: gateway batches {slow_gw} of {batches}, "
-      f"bare-write rounds {slow_bare} of {rounds}")
+slow_gateway_vs_bare(["CO 20261127T072442Z", "CP 20261127T075013Z", "CR 20261127T075758Z", "CS 20261127T083615Z"])
 
 # What one system call cost in each run of the round (its header), and the build it measured.
 for run in ["A/B 20261127T072936Z", "A/B 20261127T073142Z", "A/B 20261127T073350Z", "A/B 20261127T073559Z",

@@ -1,11 +1,10 @@
 # The figures of docs/PERFORMANCE.md's round 25 section, from the runs' JSON:
 #   python3 bench/results/round25-xeon/derived.py > bench/results/round25-xeon/derived.txt
 import pathlib
-import statistics
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import load, report  # noqa: E402
+from run_figures import load, report, slow_gateway_vs_bare  # noqa: E402
 
 FULL = ["CV 20261127T093712Z", "CW 20261127T094527Z", "CX 20261127T095126Z", "CZ 20261127T102001Z"]
 AB = ["A1 20261127T095335Z", "B1 20261127T095542Z", "A2 20261127T095749Z", "B2 20261127T095955Z",
@@ -26,17 +25,7 @@ for run in FULL + AB + [CY]:
           f"host steal per scenario {min(r['steal_ms'] for r in d['results']):.0f}–{max(r['steal_ms'] for r in d['results']):.0f} ms")
 
 # Slow batches of the gateway beside slow rounds of the bare write, same runs, same rule.
-slow_gw = slow_bare = batches = rounds = 0
-for run in FULL:
-    for r in load(run.split()[1])["results"]:
-        if r["scenario"]["name"].startswith("fanout-15k") and r.get("bare"):
-            g = [b[1] for b in r["per_batch_excess_ms"]]
-            w = [b[1] for b in r["bare"]["per_round_ms"]]
-            slow_gw += sum(x > 1.2 * statistics.median(g) for x in g)
-            slow_bare += sum(x > 1.2 * statistics.median(w) for x in w)
-            batches, rounds = batches + len(g), rounds + len(w)
-print(f"== {', '.join(r.split()[0] for r in FULL)}: over 1.2 x their scenario run's median: gateway batches "
-      f"{slow_gw} of {batches}, bare-write rounds {slow_bare} of {rounds}")
+slow_gateway_vs_bare(FULL)
 
 # CY: the clients under SCHED_IDLE; the median batch's p99 to arrival on the socket.
 cy = load(CY.split()[1])
