@@ -10,17 +10,20 @@ FULL = ["CV 20261127T093712Z", "CW 20261127T094527Z", "CX 20261127T095126Z", "CZ
 AB = ["A1 20261127T095335Z", "B1 20261127T095542Z", "A2 20261127T095749Z", "B2 20261127T095955Z",
       "A3 20261127T100202Z", "B3 20261127T100410Z"]
 CY = "CY 20261127T100844Z"
+LAT = ["latency-A/B 20261127T103828Z", "latency-A/B 20261127T103841Z", "latency-A/B 20261127T103854Z",
+       "latency-A/B 20261127T103907Z", "latency-A/B 20261127T103919Z", "latency-A/B 20261127T103932Z"]
 
 report("with --pin-workers (round 23's code), Intel Xeon", FULL)
 
 # What one system call and one bare loopback write cost in each run (its header and its
 # fanout scenarios' bare writes), the build it measured, whether its gateways were pinned,
 # and the host's steal per scenario.
-for run in FULL + AB + [CY]:
+for run in FULL + AB + [CY] + LAT:
     name, stamp = run.split()
     d = load(stamp)
     bare = [r["bare"]["cpu_us_per_write"] for r in d["results"] if r.get("bare")]
-    print(f"{name} {stamp}: system call {d['syscall_ns']:.0f} ns, bare write {min(bare):.2f}–{max(bare):.2f} µs, "
+    write = f"bare write {min(bare):.2f}–{max(bare):.2f} µs" if bare else "no bare write"
+    print(f"{name} {stamp}: system call {d['syscall_ns']:.0f} ns, {write}, "
           f"build {d['gateway_build_id'][:12]}, pinned {sorted({r['scenario'].get('pin_workers', False) for r in d['results']})}, "
           f"host steal per scenario {min(r['steal_ms'] for r in d['results']):.0f}–{max(r['steal_ms'] for r in d['results']):.0f} ms")
 
