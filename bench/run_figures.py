@@ -75,3 +75,32 @@ def slow_gateway_vs_bare(runs):
                 batches, rounds = batches + len(g), rounds + len(w)
     print(f"== {', '.join(r.split()[0] for r in runs)}: over 1.2 x their scenario run's median: gateway batches "
           f"{slow_gw} of {batches}, bare-write rounds {slow_bare} of {rounds}")
+
+
+def run_headers(runs):
+    """Per run of `runs` ("NAME STAMP" each): its system call (the header's), the bare
+    write's cost over its scenarios, the gateway build, whether its gateways were pinned,
+    and the host's steal per scenario with the scenario that had the most (runs from
+    before the bench read steal have none)."""
+    for run in runs:
+        name, stamp = run.split()
+        d = load(stamp)
+        bare = [r["bare"]["cpu_us_per_write"] for r in d["results"] if r.get("bare")]
+        write = f"bare write {min(bare):.2f}–{max(bare):.2f} µs" if bare else "no bare write"
+        pinned = sorted({r["scenario"].get("pin_workers", False) for r in d["results"]})
+        line = (f"{name} {stamp}: system call {d['syscall_ns']:.0f} ns, {write}, "
+                f"build {d['gateway_build_id'][:12]}, pinned {pinned}")
+        if all("steal_ms" in r for r in d["results"]):
+            most = max(d["results"], key=lambda r: r["steal_ms"])
+            line += (f", host steal per scenario {min(r['steal_ms'] for r in d['results']):.0f}–"
+                     f"{most['steal_ms']:.0f} ms (most in {most['scenario']['name']})")
+        print(line)
+
+
+def clients_idle(run):
+    """A `--only fanout-15k --clients idle` run: each scenario's median batch's p99 to
+    arrival on the socket."""
+    name, stamp = run.split()
+    d = load(stamp)
+    print(f"== {name} {stamp} (--only fanout-15k --clients idle, pinned): median batch to 99 % arrived "
+          + " / ".join(f"{r['arrival_batch_p99_median_ms']:.1f}" for r in d["results"]) + " ms")

@@ -4,10 +4,10 @@
 //! Without it the kernel places the worker threads, and on a small machine it sometimes
 //! keeps two of them on one CPU for a whole fan-out while the other CPU idles or runs
 //! something else (seen on the project's 2-core machine: a batch whose fan-out ran on one
-//! core took up to 1.8 times as long as the others, docs/PERFORMANCE-HISTORY.md, round
-//! 23; a worker woken by its sibling is placed on the sibling's CPU and stays there,
-//! PERFORMANCE-HISTORY.md, round 24). Pinned, the workers cannot share a CPU, and work
-//! stealing still moves tasks from a busy worker to an idle one. Meant for a gateway that
+//! core took up to 1.8 times as long as the others: a worker woken by its sibling is
+//! placed on the sibling's CPU and stays there; docs/PERFORMANCE-HISTORY.md, rounds 23
+//! and 24). Pinned, the workers cannot share a CPU, and work stealing still moves tasks
+//! from a busy worker to an idle one. Meant for a gateway that
 //! has its CPUs to itself (a dedicated VM, or a Kubernetes Guaranteed pod under the static
 //! CPU manager policy, whose allowed set is its CPUs): where other processes share those
 //! CPUs, a pinned worker cannot move away from a busy one. Where a CPU quota (a cgroup

@@ -4,7 +4,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import load, report, slow_gateway_vs_bare  # noqa: E402
+from run_figures import clients_idle, load, report, run_headers, slow_gateway_vs_bare  # noqa: E402
 
 report("with --pin-workers (round 23's code)", ["CO 20261127T072442Z", "CP 20261127T075013Z", "CR 20261127T075758Z"])
 
@@ -23,18 +23,12 @@ for run in ["CS 20261127T083615Z", "CT 20261127T083821Z", "CU 20261127T084027Z"]
 # Slow rounds of the bare write beside the gateway's slow batches, same runs, same rule.
 slow_gateway_vs_bare(["CO 20261127T072442Z", "CP 20261127T075013Z", "CR 20261127T075758Z", "CS 20261127T083615Z"])
 
-# What one system call cost in each run of the round (its header), and the build it measured.
-for run in ["A/B 20261127T072936Z", "A/B 20261127T073142Z", "A/B 20261127T073350Z", "A/B 20261127T073559Z",
-            "CQ 20261127T075207Z", "traced 20261127T080107Z", "latency-A/B 20261127T081032Z",
-            "latency-A/B 20261127T081044Z", "latency-A/B 20261127T081057Z", "latency-A/B 20261127T081110Z",
-            "latency-A/B 20261127T081123Z", "latency-A/B 20261127T081136Z", "profiled 20261127T082801Z",
-            "CS 20261127T083615Z", "CT 20261127T083821Z", "CU 20261127T084027Z"]:
-    name, stamp = run.split()
-    d = load(stamp)
-    print(f"{name} {stamp}: system call {d['syscall_ns']:.0f} ns, build {d['gateway_build_id'][:12]}, "
-          f"pinned {sorted({r['scenario'].get('pin_workers', False) for r in d['results']})}")
+# What one system call cost in each run of the round (its header), the build it measured.
+run_headers(["A/B 20261127T072936Z", "A/B 20261127T073142Z", "A/B 20261127T073350Z", "A/B 20261127T073559Z",
+             "CQ 20261127T075207Z", "traced 20261127T080107Z", "latency-A/B 20261127T081032Z",
+             "latency-A/B 20261127T081044Z", "latency-A/B 20261127T081057Z", "latency-A/B 20261127T081110Z",
+             "latency-A/B 20261127T081123Z", "latency-A/B 20261127T081136Z", "profiled 20261127T082801Z",
+             "CS 20261127T083615Z", "CT 20261127T083821Z", "CU 20261127T084027Z"])
 
 # CQ: the clients under SCHED_IDLE; the median batch's p99 to arrival on the socket.
-cq = load("20261127T075207Z")
-print("== CQ 20261127T075207Z (--only fanout-15k --clients idle, pinned): median batch to 99 % arrived "
-      + " / ".join(f"{r['arrival_batch_p99_median_ms']:.1f}" for r in cq["results"]) + " ms")
+clients_idle("CQ 20261127T075207Z")

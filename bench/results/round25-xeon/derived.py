@@ -4,7 +4,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import load, report, slow_gateway_vs_bare  # noqa: E402
+from run_figures import clients_idle, report, run_headers, slow_gateway_vs_bare  # noqa: E402
 
 FULL = ["CV 20261127T093712Z", "CW 20261127T094527Z", "CX 20261127T095126Z", "CZ 20261127T102001Z"]
 AB = ["A1 20261127T095335Z", "B1 20261127T095542Z", "A2 20261127T095749Z", "B2 20261127T095955Z",
@@ -18,19 +18,10 @@ report("with --pin-workers (round 23's code), Intel Xeon", FULL)
 # What one system call and one bare loopback write cost in each run (its header and its
 # fanout scenarios' bare writes), the build it measured, whether its gateways were pinned,
 # and the host's steal per scenario.
-for run in FULL + AB + [CY] + LAT:
-    name, stamp = run.split()
-    d = load(stamp)
-    bare = [r["bare"]["cpu_us_per_write"] for r in d["results"] if r.get("bare")]
-    write = f"bare write {min(bare):.2f}–{max(bare):.2f} µs" if bare else "no bare write"
-    print(f"{name} {stamp}: system call {d['syscall_ns']:.0f} ns, {write}, "
-          f"build {d['gateway_build_id'][:12]}, pinned {sorted({r['scenario'].get('pin_workers', False) for r in d['results']})}, "
-          f"host steal per scenario {min(r['steal_ms'] for r in d['results']):.0f}–{max(r['steal_ms'] for r in d['results']):.0f} ms")
+run_headers(FULL + AB + [CY] + LAT)
 
 # Slow batches of the gateway beside slow rounds of the bare write, same runs, same rule.
 slow_gateway_vs_bare(FULL)
 
 # CY: the clients under SCHED_IDLE; the median batch's p99 to arrival on the socket.
-cy = load(CY.split()[1])
-print(f"== {CY} (--only fanout-15k --clients idle, pinned): median batch to 99 % arrived "
-      + " / ".join(f"{r['arrival_batch_p99_median_ms']:.1f}" for r in cy["results"]) + " ms")
+clients_idle(CY)
