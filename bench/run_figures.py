@@ -104,3 +104,21 @@ def clients_idle(run):
     d = load(stamp)
     print(f"== {name} {stamp} (--only fanout-15k --clients idle, pinned): median batch to 99 % arrived "
           + " / ".join(f"{r['arrival_batch_p99_median_ms']:.1f}" for r in d["results"]) + " ms")
+
+
+def slow_batches_with_steal(runs):
+    """Per run of `runs` ("NAME STAMP" each): each fanout-15k scenario's batches over 1.2 x
+    its median batch, with the host's steal during each one's fan-out (runs that record
+    steal per batch), to tell a batch the host slowed from one the machine did."""
+    for run in runs:
+        name, stamp = run.split()
+        for r in load(stamp)["results"]:
+            if not r["scenario"]["name"].startswith("fanout-15k"):
+                continue
+            p99s = [b[1] for b in r["per_batch_excess_ms"]]
+            steal = r.get("per_batch_steal_ms") or [None] * len(p99s)
+            med = statistics.median(p99s)
+            slow = [f"#{i + 1} {p:.0f} ms (steal {s:.0f} ms)" if s is not None else f"#{i + 1} {p:.0f} ms"
+                    for i, (p, s) in enumerate(zip(p99s, steal)) if p > 1.2 * med]
+            if slow:
+                print(f"{name} {r['scenario']['name']}: median batch {med:.1f} ms; slow: {', '.join(slow)}")
