@@ -33,13 +33,16 @@ GATEWAY = "target/release/gateway"
 RUNS = [(100, 2000), (5000, 10000)] * 2
 
 
-def by(data, pid, key):
-    """µs of samples per (group) over the whole profile: `key(stack, dsos)` names a group."""
-    out = collections.Counter()
+def groups(data, pid):
+    """ns of the process's samples by system call (or user space), by the code of the
+    innermost frame, and by that frame's function."""
+    calls, crates, leaves = collections.Counter(), collections.Counter(), collections.Counter()
     for spid, _, period, stack, dsos in perf_stages.samples(data):
-        if spid == pid:
-            out[key(stack, dsos)] += period
-    return out
+        if spid == pid and stack:
+            calls[perf_stages.call_of(stack, dsos)] += period
+            crates[perf_stages.crate_of(stack[0], dsos[0])] += period
+            leaves[stack[0][:110]] += period
+    return calls, crates, leaves
 
 
 def main():
@@ -59,9 +62,7 @@ def main():
             used = http_cost.cpu_s(gw.pid) - before
             perf.send_signal(2)
             perf.wait(timeout=60)
-            calls = by(data, str(gw.pid), perf_stages.call_of)
-            crates = by(data, str(gw.pid), lambda stack, dsos: perf_stages.crate_of(stack[0], dsos[0]) if stack else "?")
-            leaves = by(data, str(gw.pid), lambda stack, dsos: stack[0][:110] if stack else "?")
+            calls, crates, leaves = groups(data, str(gw.pid))
         sampled = sum(calls.values())
         print(f"rate {rate}/s, {n} requests: {used * 1e6 / n:.1f} µs CPU per request (sum_exec_runtime), "
               f"{sampled / 1e3 / n:.1f} µs in the profile's samples")
