@@ -17,13 +17,20 @@ def load(stamp):
     return json.loads((here / f"{stamp}-full.json").read_text())
 
 
+def slow(values):
+    """Indices of the values over 1.2 x their median: the docs' rule for a slow batch (or a
+    slow round of the bare write)."""
+    med = statistics.median(values)
+    return [i for i, v in enumerate(values) if v > 1.2 * med]
+
+
 def result(d, name):
     return next((r for r in d["results"] if r["scenario"]["name"] == name), None)
 
 
 def report(label, runs):
     print(f"== {label}: {', '.join(runs)}")
-    slow = batches = 0
+    slow_count = batches = 0
     for run in runs:
         name, stamp = run.split()
         path = here / f"{stamp}-full.json"
@@ -37,9 +44,8 @@ def report(label, runs):
         for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
             r = result(d, sc)
             p99s = [b[1] for b in r["per_batch_excess_ms"]]
-            med = statistics.median(p99s)
-            s = [round(p) for p in p99s if p > 1.2 * med]
-            slow += len(s)
+            s = [round(p99s[i]) for i in slow(p99s)]
+            slow_count += len(s)
             batches += len(p99s)
             print(f"  {sc}: CPU {r['cpu_us_per_frame']:.2f} vs {r['bare']['cpu_us_per_write']:.2f} = {r['cpu_ratio_to_bare']:.2f}; "
                   f"read p99 {r['excess_p99_ms']:.1f}, median batch {r['batch_p99_median_ms']:.1f}, floor {r['batch_cpu_floor_ms']:.1f}, "
@@ -57,7 +63,7 @@ def report(label, runs):
               f"serializations per batch {sorted({round(r['serializations_per_batch'], 2) for r in pushfleet if r['batches'] > 0})}")
         if idle.get("idle"):
             print(f"  idle: {json.dumps(idle['idle'])[:200]}")
-    print(f"  batches over 1.2 x their scenario run's median batch: {slow} of {batches}")
+    print(f"  batches over 1.2 x their scenario run's median batch: {slow_count} of {batches}")
 
 
 def slow_gateway_vs_bare(runs):
@@ -70,8 +76,8 @@ def slow_gateway_vs_bare(runs):
             if r["scenario"]["name"].startswith("fanout-15k") and r.get("bare"):
                 g = [b[1] for b in r["per_batch_excess_ms"]]
                 w = [b[1] for b in r["bare"]["per_round_ms"]]
-                slow_gw += sum(x > 1.2 * statistics.median(g) for x in g)
-                slow_bare += sum(x > 1.2 * statistics.median(w) for x in w)
+                slow_gw += len(slow(g))
+                slow_bare += len(slow(w))
                 batches, rounds = batches + len(g), rounds + len(w)
     print(f"== {', '.join(r.split()[0] for r in runs)}: over 1.2 x their scenario run's median: gateway batches "
           f"{slow_gw} of {batches}, bare-write rounds {slow_bare} of {rounds}")
@@ -118,7 +124,7 @@ def slow_batches_with_steal(runs):
             p99s = [b[1] for b in r["per_batch_excess_ms"]]
             steal = r.get("per_batch_steal_ms") or [None] * len(p99s)
             med = statistics.median(p99s)
-            slow = [f"#{i + 1} {p:.0f} ms (steal {s:.0f} ms)" if s is not None else f"#{i + 1} {p:.0f} ms"
-                    for i, (p, s) in enumerate(zip(p99s, steal)) if p > 1.2 * med]
-            if slow:
-                print(f"{name} {r['scenario']['name']}: median batch {med:.1f} ms; slow: {', '.join(slow)}")
+            listed = [f"#{i + 1} {p99s[i]:.0f} ms" + (f" (steal {steal[i]:.0f} ms)" if steal[i] is not None else "")
+                      for i in slow(p99s)]
+            if listed:
+                print(f"{name} {r['scenario']['name']}: median batch {med:.1f} ms; slow: {', '.join(listed)}")

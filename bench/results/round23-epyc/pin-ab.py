@@ -4,8 +4,12 @@
 # pinned by default; now `bench run --unpinned` is A). Each argument is LABEL=PATH-TO-RUN-JSON:
 #   python3 bench/results/round23-epyc/pin-ab.py A1=... B1=... > pin-ab.txt
 import json
+import pathlib
 import statistics
 import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+import run_figures  # noqa: E402
 
 print("run scenario: p99 read (ms); median batch; batches over 1.2 x the median batch (their p99s); "
       "gateway CPU per frame / bare write; gateway threads' CPU over the publish phase")
@@ -22,8 +26,7 @@ for arg in sys.argv[1:]:
         if not name.startswith("fanout-15k"):
             continue
         p99s = [b[1] for b in r["per_batch_excess_ms"]]
-        median = statistics.median(p99s)
-        slow = [p for p in p99s if p > 1.2 * median]
+        slow = [p99s[i] for i in run_figures.slow(p99s)]
         t = totals.setdefault((label[0], name), {"p99": [], "median": [], "slow": 0, "batches": 0, "ratio": []})
         t["p99"].append(r["excess_p99_ms"])
         t["median"].append(r["batch_p99_median_ms"])
