@@ -8,6 +8,7 @@ end the batches over 1.2 x their scenario run's median batch.
 """
 import json
 import pathlib
+import re
 import statistics
 
 here = pathlib.Path(__file__).resolve().parent / "results"
@@ -128,3 +129,67 @@ def slow_batches_with_steal(runs):
                       for i in slow(p99s)]
             if listed:
                 print(f"{name} {r['scenario']['name']}: median batch {med:.1f} ms; slow: {', '.join(listed)}")
+
+
+def bare_write_by_round(rounds):
+    """Per round of `rounds` ((label, ["NAME STAMP", ...]) each): the bare write of the
+    fanout-15k scenarios of its runs, lowest, highest and median, one line each."""
+    for label, runs in rounds:
+        bare = [r["bare"]["cpu_us_per_write"] for run in runs for r in load(run.split()[1])["results"]
+                if r["scenario"]["name"].startswith("fanout-15k") and r.get("bare")]
+        print(f"{label}: fanout-15k bare write {min(bare):.2f}–{max(bare):.2f} µs, median {statistics.median(bare):.2f}")
+
+
+def median_batch_minus_floor(label, runs):
+    """Over the fanout-15k scenarios of `runs`: each median batch minus its CPU floor, as a
+    range."""
+    gaps = [r["batch_p99_median_ms"] - r["batch_cpu_floor_ms"] for run in runs for r in load(run.split()[1])["results"]
+            if r["scenario"]["name"].startswith("fanout-15k")]
+    print(f"{label}: median batch minus its CPU floor, fanout-15k scenarios: {min(gaps):+.1f} to {max(gaps):+.1f} ms")
+
+
+def per_request(path, marker=""):
+    """µs CPU per request of each line of an `http_cost.py` output (a file) containing
+    `marker`."""
+    return [float(re.search(r"([\d.]+) µs CPU per request", line)[1])
+            for line in pathlib.Path(path).read_text().splitlines() if "µs CPU per request" in line and marker in line]
+
+
+def profile_groups(path):
+    """Per run of an http-cost-profile output (round 26's `http-cost-profile.py`): (rate,
+    {system call, crate or function: µs per request})."""
+    runs = []
+    for line in pathlib.Path(path).read_text().splitlines():
+        if line.startswith("rate "):
+            runs.append((int(line.split()[1].rstrip("/s,")), {}))
+        elif (m := re.match(r"\s+([\d.]+) µs  (.+)$", line)) and runs:
+            runs[-1][1].setdefault(m[2], float(m[1]))  # first listing of a name: its system call or crate
+    return runs
+
+
+def profile_cold_vs_warm(path, groups):
+    """An http-cost-profile output's cold (100 per second) against warm (5,000) µs per
+    request for each of `groups`, pairing the first run at each rate, then the second."""
+    runs = profile_groups(path)
+    cold = [g for rate, g in runs if rate == 100]
+    warm = [g for rate, g in runs if rate == 5000]
+    print(f"{pathlib.Path(path).name}: cold / warm per request, pairing the first run at each rate, then the second")
+    for group in groups:
+        ratios = " / ".join(f"{c[group] / w[group]:.1f}" for c, w in zip(cold, warm))
+        print(f"  {group}: {' / '.join(str(c[group]) for c in cold)} vs {' / '.join(str(w[group]) for w in warm)} µs: {ratios} x")
+
+
+def wake_speed(path):
+    """A wake-speed output (round 26's `wake-speed.c`, runs headed "# run N, ..."): per run,
+    how much slower the register-only chunks and the pointer chain were after 10 ms of sleep
+    than after 0.2 ms, rounds of the same run paired in order."""
+    for block in pathlib.Path(path).read_text().split("# run ")[1:]:
+        rows = {}
+        for line in block.splitlines():
+            if m := re.match(r"sleep\s+(\d+) us: chunks (\d+) / (\d+) / (\d+) / (\d+) ns; chain ([\d.]+)", line):
+                rows.setdefault(int(m[1]), []).append([int(m[i]) for i in range(2, 6)] + [float(m[6])])
+        slow_chunks = [a / b - 1 for x, y in zip(rows[10000], rows[200]) for a, b in zip(x[:4], y[:4])]
+        chains = [x[4] / y[4] for x, y in zip(rows[10000], rows[200])]
+        print(f"wake-speed run {block.split(',')[0]}: chunks after 10 ms at most {100 * max(slow_chunks):.1f} % slower "
+              f"(first chunk {', '.join(f'{100 * (x[0] / y[0] - 1):.1f}' for x, y in zip(rows[10000], rows[200]))} %); "
+              f"chain {' / '.join(f'{c:.1f}' for c in chains)} x")
