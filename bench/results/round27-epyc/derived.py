@@ -1,0 +1,32 @@
+# The figures of docs/PERFORMANCE.md's round 27 section, from the runs' JSON and this
+# directory's text files:
+#   python3 bench/results/round27-epyc/derived.py > bench/results/round27-epyc/derived.txt
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from run_figures import (bare_write_by_round, clients_idle, load, median_batch_minus_floor,  # noqa: E402
+                         per_request, profile_cold_vs_warm, report, result, run_headers,
+                         slow_batches_with_steal, slow_gateway_vs_bare, wake_speed)
+
+FULL = ["DF 20261127T132812Z", "DG 20261127T133751Z", "DH 20261127T134412Z", "DJ 20261127T135350Z"]
+IDLE = "DI 20261127T134722Z"
+
+report("with --pin-workers (round 23's code), AMD EPYC of round 24's kind", FULL)
+
+# What one system call and one bare loopback write cost in each run, the build it
+# measured, whether its gateways were pinned, and the host's steal per scenario.
+run_headers(FULL)
+
+# Slow batches of the gateway beside slow rounds of the bare write, same runs, same rule,
+# and each slow batch with the host's steal during its fan-out.
+slow_gateway_vs_bare(FULL)
+slow_batches_with_steal(FULL)
+
+# The loopback write against round 24's (the same kind of host: CPU family 25 model 17,
+# kernel and vulnerabilities lines identical, host.txt), and each median batch against
+# its CPU floor.
+ROUND24 = ["CO 20261127T072442Z", "CP 20261127T075013Z", "CR 20261127T075758Z", "CS 20261127T083615Z"]
+bare_write_by_round([("round 24", ROUND24), ("round 27", FULL)])
+median_batch_minus_floor("round 27", FULL)
+clients_idle(IDLE)
