@@ -193,3 +193,24 @@ def wake_speed(path):
         print(f"wake-speed run {block.split(',')[0]}: chunks after 10 ms at most {100 * max(slow_chunks):.1f} % slower "
               f"(first chunk {', '.join(f'{100 * (x[0] / y[0] - 1):.1f}' for x, y in zip(rows[10000], rows[200]))} %); "
               f"chain {' / '.join(f'{c:.1f}' for c in chains)} x")
+
+
+def latency_by_batch(runs, scenario="latency-500"):
+    """Per run of `runs` ("NAME STAMP" each): the scenario's read and arrival p99, whether
+    its clients were pinned, and per batch where its p99 came from: the time from publish
+    to 99 % of the frames arrived on the sockets (the gateway's part) and from there to
+    99 % read (the clients' part), as medians over the slow batches (p99 over 1.2 x the
+    median batch) and over the rest."""
+    for run in runs:
+        name, stamp = run.split()
+        r = result(load(stamp), scenario)
+        read = [b[2] for b in r["per_batch_excess_ms"]]
+        arrived = [b[2] for b in r["per_batch_arrival_ms"]]
+        slow_set = set(slow(read))
+        parts = []
+        for label, idx in (("slow", sorted(slow_set)), ("other", [i for i in range(len(read)) if i not in slow_set])):
+            if idx:
+                parts.append(f"{label} {len(idx)}: arrival {statistics.median(arrived[i] for i in idx):.2f} + "
+                             f"reading {statistics.median(read[i] - arrived[i] for i in idx):.2f} ms")
+        print(f"{name} {stamp}: clients pinned {r['scenario'].get('pin_clients', False)}, read p99 {r['excess_p99_ms']:.1f}, "
+              f"arrival p99 {r['arrival_ms'][2]:.1f} ms; per batch (median) " + "; ".join(parts))

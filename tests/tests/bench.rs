@@ -228,3 +228,41 @@ async fn bench_gateway_takes_the_load_of_one_address_and_flags_replace_its_own()
     let ws = RawWs::connect(small.public, "/ws", &[]).await;
     assert_eq!(ws.status, 429, "the given burst replaced the bench's");
 }
+
+/// `bench worker --cpu N` (what `bench run --pin-clients` gives each client process) runs
+/// on CPU N alone: its affinity, read from /proc, is that one CPU, not the machine's.
+#[tokio::test]
+async fn a_client_worker_given_a_cpu_runs_on_it_alone() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let allowed = gateway::affinity::allowed_cpus().expect("affinity");
+    let cpu = *allowed.last().expect("a CPU");
+    let mut child = tokio::process::Command::new(tests::process::binary("bench"))
+        .args(["worker", "--target", "127.0.0.1:9", "--source", "127.0.0.1"])
+        .args(["--conns", "0", "--channels", "x", "--cpu", &cpu.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bench worker");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("ready in time")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(ready.starts_with("ready 0 0"), "{ready}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id().unwrap())).unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list")
+        .trim();
+    assert_eq!(list, cpu.to_string(), "allowed before: {allowed:?}");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"report\n").await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exited in time")
+        .unwrap();
+    assert!(exit.success());
+}

@@ -529,9 +529,28 @@ pub async fn run(s: &Scenario) -> Outcome {
             .max(1.0) as u32;
         let window = Duration::from_millis(s.window_ms.max(100));
         let frame = out.avg_frame_bytes as usize;
-        out.bare_raw =
-            Some(baseline(connected as usize, frame, rounds, window, false, s.clients).await);
-        let b = baseline(connected as usize, frame, rounds, window, true, s.clients).await;
+        out.bare_raw = Some(
+            baseline(
+                connected as usize,
+                frame,
+                rounds,
+                window,
+                false,
+                s.clients,
+                s.pin_clients,
+            )
+            .await,
+        );
+        let b = baseline(
+            connected as usize,
+            frame,
+            rounds,
+            window,
+            true,
+            s.clients,
+            s.pin_clients,
+        )
+        .await;
         out.cpu_ratio_to_bare = Some(out.cpu_us_per_frame / b.cpu_us_per_write.max(1e-9));
         out.bare = Some(b);
     }
@@ -595,7 +614,7 @@ fn per_batch_steal_ms(
 
 /// The bare-write baseline: `sockets` sockets, `rounds` writes of `frame_bytes`, `gap`
 /// apart (the scenario's merge window), read by the scenario's WebSocket clients
-/// (`websocket`) or by plain TCP readers.
+/// (`websocket`) or by plain TCP readers, scheduled and placed as the scenario's clients.
 pub async fn baseline(
     sockets: usize,
     frame_bytes: usize,
@@ -603,6 +622,7 @@ pub async fn baseline(
     gap: Duration,
     websocket: bool,
     sched: worker::ClientSched,
+    pin_clients: bool,
 ) -> bare::BareReport {
     let mut cmd = Command::new(bin_dir().join("bench"));
     cmd.arg("bare")
@@ -625,6 +645,11 @@ pub async fn baseline(
         .and_then(|a| a.parse().ok())
         .expect("bare server address");
     let mut readers = Vec::new();
+    let cpus = if pin_clients {
+        gateway::affinity::allowed_cpus().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     // Source addresses from 127.0.0.102 on, apart from the scenario's workers'.
     let split = worker_split(sockets, min_workers_per_target(1, cores()));
     for (k, n) in (100..).zip(split) {
@@ -638,6 +663,7 @@ pub async fn baseline(
             raw_tcp: !websocket,
             protocol: worker::Protocol::Pushfleet,
             sched,
+            cpu: workers::client_cpu(&cpus, k - 100),
         })
         .await;
         w.ready().await;

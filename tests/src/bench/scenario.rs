@@ -49,6 +49,10 @@ pub struct Scenario {
     /// from before round 23 has no such field: its gateways were unpinned.
     #[serde(default)]
     pub pin_workers: bool,
+    /// The client worker processes run pinned, one CPU each in turn (`bench run
+    /// --pin-clients`, round 27); by default the kernel places them.
+    #[serde(default)]
+    pub pin_clients: bool,
 }
 
 /// The gateway's default `--ping-interval-secs` (with no flag or environment variable).
@@ -124,6 +128,7 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         ping_secs: None,
         clients: worker::ClientSched::Batch,
         pin_workers: true,
+        pin_clients: false,
     };
     // Idle scenarios ping every few seconds, so that two rounds of pings fit in a short
     // window (what a ping costs does not depend on the interval).

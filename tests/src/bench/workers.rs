@@ -39,6 +39,9 @@ pub(super) async fn spawn_worker(a: &worker::WorkerArgs) -> WorkerProc {
         .args(["--window-ms", &(a.window_us / 1000).to_string()])
         .args(["--connect-rate", &a.connect_rate.to_string()])
         .args(["--sched", &arg_name(&a.sched)]);
+    if let Some(cpu) = a.cpu {
+        cmd.args(["--cpu", &cpu.to_string()]);
+    }
     if a.raw_tcp {
         cmd.arg("--raw-tcp");
     } else {
@@ -91,6 +94,12 @@ impl WorkerProc {
     }
 }
 
+/// The CPU of client worker `k` when the scenario pins its clients: the allowed CPUs in
+/// turn, so the workers spread evenly (`None` when they are not pinned).
+pub(super) fn client_cpu(cpus: &[usize], k: usize) -> Option<usize> {
+    (!cpus.is_empty()).then(|| cpus[k % cpus.len()])
+}
+
 /// Source address for worker `k`: 127.0.0.2, 127.0.0.3, …
 pub(super) fn source(k: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (k % 250) as u8))
@@ -106,6 +115,11 @@ pub(super) async fn spawn_workers(
     k: &mut usize,
 ) -> Vec<WorkerProc> {
     let mut workers = Vec::new();
+    let cpus = if s.pin_clients {
+        gateway::affinity::allowed_cpus().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     for n in worker_split(conns, min_workers_per_target(s.gateways, cores())) {
         let w = spawn_worker(&worker::WorkerArgs {
             target,
@@ -117,6 +131,7 @@ pub(super) async fn spawn_workers(
             raw_tcp: false,
             protocol: s.server,
             sched: s.clients,
+            cpu: client_cpu(&cpus, *k),
         })
         .await;
         workers.push(w);
@@ -135,4 +150,17 @@ pub(super) async fn all_ready(workers: &mut [WorkerProc]) -> (u64, u64, f64) {
         failed += f;
     }
     (connected, failed, t0.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_cpu;
+
+    #[test]
+    fn pinned_clients_take_the_allowed_cpus_in_turn() {
+        let cpus = [2, 5];
+        let placed: Vec<_> = (0..5).map(|k| client_cpu(&cpus, k)).collect();
+        assert_eq!(placed, [Some(2), Some(5), Some(2), Some(5), Some(2)]);
+        assert_eq!(client_cpu(&[], 3), None, "not pinned");
+    }
 }

@@ -58,6 +58,11 @@ enum Cmd {
         /// threads), to compare with the pinned default (docs/PERFORMANCE-HISTORY.md, round 23).
         #[arg(long)]
         unpinned: bool,
+        /// Pin the client worker processes, one CPU each in turn (by default the kernel
+        /// places them), to tell the gateway's latency from the clients' own placement
+        /// (docs/PERFORMANCE.md, round 27).
+        #[arg(long)]
+        pin_clients: bool,
     },
     /// A client process.
     Worker {
@@ -79,6 +84,9 @@ enum Cmd {
         protocol: bench::worker::Protocol,
         #[arg(long, value_enum, default_value_t)]
         sched: bench::worker::ClientSched,
+        /// Run on this CPU only.
+        #[arg(long)]
+        cpu: Option<usize>,
     },
     /// Run a gateway as `bench run` starts one (its connection limits raised for load from
     /// one address), for another load generator to measure; flags after `--` are passed
@@ -147,6 +155,7 @@ fn main() {
             raw_tcp,
             protocol,
             sched,
+            cpu,
         } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -162,6 +171,7 @@ fn main() {
                 raw_tcp,
                 protocol,
                 sched,
+                cpu,
             }));
         }
         Cmd::Run {
@@ -173,6 +183,7 @@ fn main() {
             ramp,
             clients,
             unpinned,
+            pin_clients,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -189,13 +200,14 @@ fn main() {
                     ramp,
                     clients,
                     unpinned,
+                    pin_clients,
                 },
             ));
         }
     }
 }
 
-/// Scenario settings replaced for an ad-hoc run (`bench run --rate/--conns/--ramp/--clients/--unpinned`).
+/// Scenario settings replaced for an ad-hoc run (`bench run --rate/--conns/--ramp/--clients/--unpinned/--pin-clients`).
 #[derive(Clone, Copy, Default)]
 struct Overrides {
     rate: Option<u32>,
@@ -203,6 +215,7 @@ struct Overrides {
     ramp: Option<u32>,
     clients: Option<bench::worker::ClientSched>,
     unpinned: bool,
+    pin_clients: bool,
 }
 
 impl Overrides {
@@ -221,6 +234,9 @@ impl Overrides {
         }
         if self.unpinned {
             s.pin_workers = false;
+        }
+        if self.pin_clients {
+            s.pin_clients = true;
         }
     }
 
@@ -244,6 +260,9 @@ impl Overrides {
         }
         if self.unpinned {
             c.push_str(" --unpinned");
+        }
+        if self.pin_clients {
+            c.push_str(" --pin-clients");
         }
         c
     }
@@ -425,6 +444,7 @@ mod unit {
             ramp: Some(2_000),
             clients: Some(bench::worker::ClientSched::Idle),
             unpinned: true,
+            pin_clients: true,
         };
         let mut s = bench::scenarios("full")
             .into_iter()
@@ -434,6 +454,7 @@ mod unit {
         assert_eq!((s.rate, s.conns, s.ramp), (10, 600, Some(2_000)));
         assert_eq!(s.clients, bench::worker::ClientSched::Idle);
         assert!(!s.pin_workers);
+        assert!(s.pin_clients);
         let args = bench::scenario_gateway_args(&s, None);
         assert!(
             args.windows(2).any(|w| w == ["--pin-workers", "false"]),
@@ -441,7 +462,7 @@ mod unit {
         );
         assert_eq!(
             over.command("full", Some("fanout")),
-            "bench run --size full --only fanout --rate 10 --conns 600 --ramp 2000 --clients idle --unpinned"
+            "bench run --size full --only fanout --rate 10 --conns 600 --ramp 2000 --clients idle --unpinned --pin-clients"
         );
         // An idle scenario keeps publishing nothing.
         let mut idle = bench::scenarios("full")

@@ -90,6 +90,9 @@ pub struct WorkerArgs {
     /// Which server the WebSocket clients speak to.
     pub protocol: Protocol,
     pub sched: ClientSched,
+    /// The one CPU this worker runs on (`bench run --pin-clients`); `None`: where the
+    /// kernel places it.
+    pub cpu: Option<usize>,
 }
 
 /// The servers a worker can load: Pushfleet, and the peers it is compared with.
@@ -474,6 +477,11 @@ async fn run_raw(mut stream: tokio::net::TcpStream, shared: Arc<Shared>) {
 /// Runs the worker until the orchestrator asks for the report.
 pub async fn run(args: WorkerArgs) {
     args.sched.apply();
+    if let Some(cpu) = args.cpu {
+        if let Err(e) = gateway::affinity::set_affinity(&[cpu]) {
+            eprintln!("bench worker: not pinned to CPU {cpu}: {e}");
+        }
+    }
     let args = Arc::new(args);
     let shared = Arc::new(Shared::default());
     let started = Instant::now();
