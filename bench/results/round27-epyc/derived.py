@@ -5,9 +5,9 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (bare_write_by_round, clients_idle, load, median_batch_minus_floor,  # noqa: E402
-                         per_request, profile_cold_vs_warm, report, result, run_headers,
-                         slow_batches_with_steal, slow_gateway_vs_bare, wake_speed)
+from run_figures import (bare_write_by_round, clients_idle, latency_by_batch, median_batch_minus_floor,  # noqa: E402
+                         per_request, report, run_headers, slow_batches_with_steal, slow_gateway_vs_bare,
+                         wake_speed)
 
 FULL = ["DF 20261127T132812Z", "DG 20261127T133751Z", "DH 20261127T134412Z", "DJ 20261127T135350Z"]
 IDLE = "DI 20261127T134722Z"
@@ -30,3 +30,22 @@ ROUND24 = ["CO 20261127T072442Z", "CP 20261127T075013Z", "CR 20261127T075758Z", 
 bare_write_by_round([("round 24", ROUND24), ("round 27", FULL)])
 median_batch_minus_floor("round 27", FULL)
 clients_idle(IDLE)
+
+# latency-500, where each batch's p99 comes from: the default runs, then an A/B of
+# `--only latency-500` (L: clients placed by the kernel, P: `--pin-clients`), alternating.
+LAT_AB = ["L1 20261127T135645Z", "P1 20261127T135658Z", "L2 20261127T135711Z", "P2 20261127T135724Z",
+          "L3 20261127T135736Z", "P3 20261127T135749Z", "L4 20261127T135802Z", "P4 20261127T135815Z"]
+latency_by_batch(FULL + LAT_AB)
+
+# The same A/B at 15,000 connections (`--only fanout-15k`, A: clients placed by the kernel,
+# B: `--pin-clients`; pin-clients-ab.txt has each scenario), and every other run's header.
+FANOUT_AB = ["A1 20261127T140437Z", "B1 20261127T140642Z", "A2 20261127T140847Z", "B2 20261127T141053Z"]
+run_headers([IDLE] + LAT_AB + FANOUT_AB)
+
+# What an HTTP publish costs the gateway by rate (http-cost-by-rate.txt, round 25's script),
+# and wake-speed.txt (round 26's program): the 10 ms rounds against the 0.2 ms rounds.
+here = pathlib.Path(__file__).resolve().parent
+for marker in ("rate 100, CPUs idle", "rate 1000,", "rate 5000,", "SCHED_IDLE spinner"):
+    v = per_request(here / "http-cost-by-rate.txt", marker)
+    print(f"HTTP publish, {marker}: {' / '.join(f'{x:.1f}' for x in v)} µs per request")
+wake_speed(here / "wake-speed.txt")
