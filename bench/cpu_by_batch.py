@@ -23,6 +23,9 @@ the samples of each gateway thread per 20 ms and the CPU it ran on. `--gaps` pri
 batch, how long each CPU went without a single sample (5 ms steps from the window's close
 to the batch's p99): on a host whose kernel samples an idle CPU too (`swapper`), a CPU
 with no sample at all was not running the guest, the hypervisor had it (round 24).
+`--clients` counts, per scenario, the batches whose client processes were all sampled on
+one CPU between the publish and the batch's p99 read, slow batches and the rest apart
+(round 27: latency-500's two client processes reading one after the other).
 """
 import argparse
 import bisect
@@ -67,6 +70,47 @@ def classes(samples):
             for pid, names in comms.items() if names & {"gateway", "bench"}}
 
 
+def client_pids(samples):
+    """The load generator's client processes: every process whose main thread is named
+    `bench`, but the first started (the driver, `bench run`, which starts the others; pids
+    grow through a recording unless they wrap) and any that became a gateway (`bench
+    gateway` execs it)."""
+    comms, mains = collections.defaultdict(set), set()
+    for _, _, pid, tid, comm in samples:
+        comms[pid].add(comm)
+        if tid == pid and comm == "bench":
+            mains.add(pid)
+    candidates = sorted(pid for pid in mains if "gateway" not in comms[pid])
+    return set(candidates[1:])
+
+
+def one_cpu(samples, times, by_name):
+    """Per scenario: of the batches in which at least two client processes were sampled
+    between the publish and the batch's p99 read, how many had every client sample on one
+    CPU (the clients reading one after the other while the other CPU did something else),
+    slow batches (p99 over 1.2 x the median batch) and the rest apart."""
+    clients = client_pids(samples)
+    print("\nclient processes on one CPU: of the batches with two or more clients sampled from the "
+          "publish to the p99 read, those whose client samples all fell on one CPU")
+    for name, r in by_name.items():
+        w = r["scenario"]["window_ms"] / 1000
+        median = statistics.median(b[1] for b in r["per_batch_excess_ms"])
+        counts = {True: [0, 0], False: [0, 0]}
+        for key, (_, p99, _) in zip(r["per_batch_first_publish_us"], r["per_batch_excess_ms"]):
+            t0 = key / 1e6 + w
+            cpus = collections.defaultdict(set)
+            for _, cpu, pid, _, _ in samples[bisect.bisect_left(times, t0):bisect.bisect_left(times, t0 + p99 / 1000)]:
+                if pid in clients:
+                    cpus[pid].add(cpu)
+            if len(cpus) < 2:
+                continue
+            c = counts[p99 > SLOW * median]
+            c[0] += 1
+            c[1] += len(set().union(*cpus.values())) == 1
+        print(f"  {name}: slow batches {counts[True][1]} of {counts[True][0]} on one CPU, "
+              f"the rest {counts[False][1]} of {counts[False][0]}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_json")
@@ -74,6 +118,8 @@ def main():
     ap.add_argument("--threads", default="")
     ap.add_argument("--hz", type=int, default=2000, help="perf record's -F (default 2000)")
     ap.add_argument("--gaps", action="store_true", help="per batch, each CPU's time without a sample")
+    ap.add_argument("--clients", action="store_true",
+                    help="per scenario, the batches whose client processes all ran on one CPU")
     ap.add_argument("--offset", type=float, default=None,
                     help="wall clock minus monotonic clock, s (default: read now, same boot)")
     a = ap.parse_args()
@@ -118,6 +164,8 @@ def main():
                 steps = int(p99 / 1000 / step)
                 gaps = " ".join(f"{cpu}={5 * sum((k, cpu) not in seen for k in range(steps))}" for cpu in cpus)
                 print(f"  {name} #{i:<2} p99 {p99:5.1f}: {gaps}")
+    if a.clients:
+        one_cpu(samples, times, by_name)
     for spec in filter(None, a.threads.split(",")):
         name, index = spec.rsplit(":", 1)
         r = by_name[name]

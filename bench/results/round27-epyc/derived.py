@@ -36,11 +36,15 @@ clients_idle(IDLE)
 LAT_AB = ["L1 20261127T135645Z", "P1 20261127T135658Z", "L2 20261127T135711Z", "P2 20261127T135724Z",
           "L3 20261127T135736Z", "P3 20261127T135749Z", "L4 20261127T135802Z", "P4 20261127T135815Z"]
 latency_by_batch(FULL + LAT_AB)
+# The same under `perf record -e cpu-clock -F 2000 -a` (T1 kernel-placed, T2 pinned;
+# cpu-by-batch-clients.txt counts their batches whose clients all ran on one CPU).
+TRACED = ["T1 20261127T141732Z", "T2 20261127T141747Z"]
+latency_by_batch(TRACED)
 
 # The same A/B at 15,000 connections (`--only fanout-15k`, A: clients placed by the kernel,
 # B: `--pin-clients`; pin-clients-ab.txt has each scenario), and every other run's header.
 FANOUT_AB = ["A1 20261127T140437Z", "B1 20261127T140642Z", "A2 20261127T140847Z", "B2 20261127T141053Z"]
-run_headers([IDLE] + LAT_AB + FANOUT_AB)
+run_headers([IDLE] + LAT_AB + TRACED + FANOUT_AB)
 
 # What an HTTP publish costs the gateway by rate (http-cost-by-rate.txt, round 25's script),
 # and wake-speed.txt (round 26's program): the 10 ms rounds against the 0.2 ms rounds.
