@@ -645,11 +645,7 @@ pub async fn baseline(
         .and_then(|a| a.parse().ok())
         .expect("bare server address");
     let mut readers = Vec::new();
-    let cpus = if pin_clients {
-        gateway::affinity::allowed_cpus().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let cpus = workers::client_cpus(pin_clients);
     // Source addresses from 127.0.0.102 on, apart from the scenario's workers'.
     let split = worker_split(sockets, min_workers_per_target(1, cores()));
     for (k, n) in (100..).zip(split) {

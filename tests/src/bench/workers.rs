@@ -94,6 +94,19 @@ impl WorkerProc {
     }
 }
 
+/// The CPUs pinned client workers take in turn: those this process may run on, or none
+/// when the clients are not pinned (or the affinity mask cannot be read: then they run
+/// unpinned, and say so).
+pub(super) fn client_cpus(pin: bool) -> Vec<usize> {
+    if !pin {
+        return Vec::new();
+    }
+    gateway::affinity::allowed_cpus().unwrap_or_else(|e| {
+        eprintln!("bench: clients not pinned, affinity unreadable: {e}");
+        Vec::new()
+    })
+}
+
 /// The CPU of client worker `k` when the scenario pins its clients: the allowed CPUs in
 /// turn, so the workers spread evenly (`None` when they are not pinned).
 pub(super) fn client_cpu(cpus: &[usize], k: usize) -> Option<usize> {
@@ -115,11 +128,7 @@ pub(super) async fn spawn_workers(
     k: &mut usize,
 ) -> Vec<WorkerProc> {
     let mut workers = Vec::new();
-    let cpus = if s.pin_clients {
-        gateway::affinity::allowed_cpus().unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let cpus = client_cpus(s.pin_clients);
     for n in worker_split(conns, min_workers_per_target(s.gateways, cores())) {
         let w = spawn_worker(&worker::WorkerArgs {
             target,
