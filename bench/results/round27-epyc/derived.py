@@ -36,9 +36,9 @@ clients_idle(IDLE)
 LAT_AB = ["L1 20261127T135645Z", "P1 20261127T135658Z", "L2 20261127T135711Z", "P2 20261127T135724Z",
           "L3 20261127T135736Z", "P3 20261127T135749Z", "L4 20261127T135802Z", "P4 20261127T135815Z"]
 latency_by_batch(FULL + LAT_AB)
-# The same under `perf record -e cpu-clock -F 2000 -a` (T1 kernel-placed, T2 pinned;
+# The same under `perf record -e cpu-clock -F 2000 -a` (T1, T3 kernel-placed, T2 pinned;
 # cpu-by-batch-clients.txt counts their batches whose clients all ran on one CPU).
-TRACED = ["T1 20261127T141732Z", "T2 20261127T141747Z"]
+TRACED = ["T1 20261127T141732Z", "T2 20261127T141747Z", "T3 20261127T142954Z"]
 latency_by_batch(TRACED)
 
 # The same A/B at 15,000 connections (`--only fanout-15k`, A: clients placed by the kernel,
