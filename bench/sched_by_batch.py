@@ -25,10 +25,7 @@ to the batch's p99) the two workers of its gateway were placed on the same CPU w
 had work (running or waiting to run), and every move of a worker from 50 ms before it to
 its end: the CPUs, and what moved it: `wake` (it was asleep, and the thread that woke it,
 named, placed it), or `balance` (it was waiting to run, and a load balancer moved it; the
-thread on the CPU at the time is named, `idle` for none). Since round 27 each batch also shows how
-long its workers waited to run (woken or preempted, not yet on a CPU) and each time one was
-preempted, by which thread; a scenario of more than 100 batches (latency-500) lists only
-its slow ones. It ends, per scenario, with the
+thread on the CPU at the time is named, `idle` for none). It ends, per scenario, with the
 slow batches (p99 over 1.2 x the median batch) against the rest, and first says how many of
 the workers' switches do not follow from the one before (a switch-in of a thread already
 running, a switch-out of one not running): more than a few means events were lost, and
@@ -85,7 +82,6 @@ class Timeline:
     def __init__(self, events, workers):
         self.changes = collections.defaultdict(list)  # tid -> [(t, cpu, state)]
         self.moves = []  # (t, tid, from, to, how, by)
-        self.preempts = []  # (t, tid, cpu, the thread that ran next): a worker switched out runnable
         self.switches = self.broken = 0
         running = {}
         for t, cpu, ev, cur_tid, cur_comm, f in events:
@@ -99,8 +95,6 @@ class Timeline:
                 if prev in workers:
                     state = "wait" if f["prev_state"].startswith("R") else "sleep"
                     self.changes[prev].append((t, cpu, state))
-                    if state == "wait":
-                        self.preempts.append((t, prev, cpu, f"{f['next_comm']}:{nxt}"))
                 if nxt in workers:
                     self.changes[nxt].append((t, cpu, "run"))
             elif ev == "sched_wakeup":
@@ -130,11 +124,6 @@ class Timeline:
         i = bisect.bisect_right(self.times.get(tid, []), t) - 1
         return (None, "sleep") if i < 0 else self.changes[tid][i][1:]
 
-    def state_s(self, tid, state, t0, t1):
-        """Seconds in [t0, t1) the worker spent in `state`."""
-        cuts = sorted({t0, t1, *(x for x in self.times.get(tid, []) if t0 < x < t1)})
-        return sum(e - s for s, e in zip(cuts, cuts[1:]) if self.at(tid, s)[1] == state)
-
     def same_core_s(self, a, b, t0, t1):
         """Seconds in [t0, t1) when workers a and b both had work on the same CPU."""
         cuts = sorted({t0, t1, *(x for tid in (a, b) for x in self.times.get(tid, []) if t0 < x < t1)})
@@ -162,7 +151,6 @@ def main():
     for _, _, tid, _ in samples:
         if tid in owner:
             busy[owner[tid]][tid] += 1
-    gateways = set(owner.values())
     run = json.load(open(a.run_json))
     for r in run["results"]:
         keys = r.get("per_batch_first_publish_us")
@@ -173,48 +161,31 @@ def main():
         print(f"\n{name}: median batch p99 {median:.1f} ms; per batch: ms of its fan-out with both "
               "workers on one CPU, and each move of a worker (ms from the window's close)")
         shares = {True: [], False: []}
-        waits = {True: [], False: []}
-        preempted = {True: 0, False: 0}
-        preemptors = collections.Counter()
-        few = len(keys) <= 100  # with more batches (latency-500's 1,000), the slow ones only
         for i, (key, (_, p99, _)) in enumerate(zip(keys, r["per_batch_excess_ms"])):
             t0 = key / 1e6 + w
             t1 = t0 + p99 / 1000
             near = collections.Counter(owner[s[2]] for s in samples[bisect.bisect_left(sample_times, t0):
                                                                       bisect.bisect_left(sample_times, t1)]
                                        if s[2] in owner)
-            if not near and len(gateways) != 1:
-                if few:
-                    print(f"  #{i:<2} p99 {p99:5.1f}: no gateway worker sampled")
+            if not near:
+                print(f"  #{i:<2} p99 {p99:5.1f}: no gateway worker sampled")
                 continue
-            gw = near.most_common(1)[0][0] if near else next(iter(gateways))  # the only gateway
+            gw = near.most_common(1)[0][0]
             # its two runtime workers: the two of its threads sampled most (a blocking-pool
             # thread, if it has one, carries the same name and is rarely on a CPU)
             workers = [tid for tid, _ in busy[gw].most_common(2)]
             same = line.same_core_s(workers[0], workers[1], t0, t1) if len(workers) == 2 else 0.0
-            waited = sum(line.state_s(tid, "wait", t0, t1) for tid in workers)
-            took = [f"{(t - t0) * 1000:+.1f}ms {tid} by {nxt}" for t, tid, _, nxt in line.preempts
-                    if t0 <= t < t1 and tid in workers]
             slow = p99 > SLOW * median
             shares[slow].append(100 * same / (t1 - t0))
-            waits[slow].append(waited * 1000)
-            preempted[slow] += bool(took)
-            preemptors.update(x.split(" by ")[1].rsplit(":", 1)[0] for x in took)
             moves = [f"{(t - t0) * 1000:+.0f}ms {tid}:{src}->{dst} {how} by {by}"
                      for t, tid, src, dst, how, by in line.moves if t0 - 0.05 <= t < t1 and tid in workers]
-            if few or slow:
-                print(f"  #{i:<2} p99 {p99:5.1f} {'SLOW' if slow else '    '} same CPU {same * 1000:5.1f} ms "
-                      f"({100 * same / (t1 - t0):3.0f} %), workers waiting to run {waited * 1000:4.1f} ms  "
-                      + "; ".join(moves + [f"preempted {x}" for x in took]))
+            print(f"  #{i:<2} p99 {p99:5.1f} {'SLOW' if slow else '    '} same CPU {same * 1000:5.1f} ms "
+                  f"({100 * same / (t1 - t0):3.0f} %)  " + "; ".join(moves))
         for slow, label in ((True, "slow"), (False, "other")):
             v = shares[slow]
             if v:
                 print(f"  {label} batches: {len(v)}, share of the fan-out with both workers on one CPU "
-                      f"median {statistics.median(v):.0f} %, max {max(v):.0f} %; workers waiting to run "
-                      f"median {statistics.median(waits[slow]):.2f} ms, max {max(waits[slow]):.2f} ms; "
-                      f"batches with a worker preempted {preempted[slow]}")
-        if preemptors:
-            print("  preempted by: " + ", ".join(f"{comm} {n}" for comm, n in preemptors.most_common()))
+                      f"median {statistics.median(v):.0f} %, max {max(v):.0f} %")
     kinds = collections.Counter((how, by.rsplit(":", 1)[0]) for _, _, _, _, how, by in line.moves)
     print("\nevery move of a gateway worker in the trace, by cause and mover: " +
           ", ".join(f"{how} by {by} {n}" for (how, by), n in kinds.most_common()))
