@@ -36,3 +36,15 @@ LAT_AB = ["L1 20261127T145628Z", "P1 20261127T145641Z", "L2 20261127T145654Z", "
           "L5 20261127T145810Z", "P5 20261127T145823Z", "L6 20261127T145836Z", "P6 20261127T145849Z"]
 latency_by_batch(LAT_AB + FULL)
 run_headers([IDLE] + LAT_AB)
+
+# The A/B's two sides in one line each: the medians of their six runs' read and arrival p99.
+import statistics  # noqa: E402
+
+from run_figures import load, result  # noqa: E402
+
+for side in ("L", "P"):
+    runs = [r.split()[1] for r in LAT_AB if r.startswith(side)]
+    res = [result(load(s), "latency-500") for s in runs]
+    read = statistics.median(r["excess_p99_ms"] for r in res)
+    arrival = statistics.median(r["arrival_ms"][2] for r in res)
+    print(f"latency-500 A/B, {side}1–{side}6: median read p99 {read:.2f} ms, median arrival p99 {arrival:.2f} ms")

@@ -60,7 +60,7 @@ enum Cmd {
         unpinned: bool,
         /// Pin the client worker processes, one CPU each in turn (by default the kernel
         /// places them), to tell the gateway's latency from the clients' own placement
-        /// (docs/PERFORMANCE.md, round 27).
+        /// (docs/PERFORMANCE-HISTORY.md, round 27; docs/PERFORMANCE.md, round 28).
         #[arg(long)]
         pin_clients: bool,
     },
