@@ -1,4 +1,5 @@
-//! Token buckets: per-connection command rate and per-address connect rate.
+//! Token buckets: per-connection command rate and per-address connect rate; and the log
+//! summary of the upgrades the connection limits refuse.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -92,6 +93,65 @@ impl IpLimiter {
     }
 }
 
+/// A limit an operator sets whose refusals of WebSocket upgrades are logged
+/// ([`RefusalLog`]), besides being counted in `pushfleet_connections_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `--max-connections` (503 `server_full`).
+    Connections,
+    /// `--max-connects-per-ip-per-sec` / `--connect-burst-per-ip` (429 `rate_limited`).
+    ConnectRate,
+    /// `--allowed-origins` (403 `origin_not_allowed`).
+    Origin,
+}
+
+/// How often at most [`RefusalLog`] writes a line per limit.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+struct RefusalSlot {
+    /// Refusals not yet in a log line.
+    pending: u64,
+    /// When the last line was written.
+    last: Option<Instant>,
+}
+
+/// Refused upgrades per [`Limit`], summarised for the log: the first refusal is logged at
+/// once, later ones at most once per [`REFUSAL_LOG_EVERY`] with the count since the last
+/// line. An operator whose clients get 503 or 429 finds the flag that refused them in the
+/// log, and a flood of refusals costs one line per limit per 10 s. The counts are bounded
+/// by the refusals themselves (a `u64` each); nothing is queued.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    slots: [Mutex<RefusalSlot>; 3],
+}
+
+impl RefusalLog {
+    /// Counts one refusal by `limit`; `Some(n)` when a line is due now, `n` being the
+    /// refusals it reports (this one and those since the last line).
+    pub fn note(&self, limit: Limit) -> Option<u64> {
+        self.note_at(limit, Instant::now())
+    }
+
+    fn note_at(&self, limit: Limit, now: Instant) -> Option<u64> {
+        let i = match limit {
+            Limit::Connections => 0,
+            Limit::ConnectRate => 1,
+            Limit::Origin => 2,
+        };
+        let mut slot = self.slots[i].lock().unwrap_or_else(|e| e.into_inner());
+        slot.pending += 1;
+        if slot
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            return None;
+        }
+        slot.last = Some(now);
+        Some(std::mem::take(&mut slot.pending))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +179,45 @@ mod tests {
         assert!(l.allow(b), "another address has its own bucket");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(l.allow(a));
+    }
+
+    #[test]
+    fn refusals_are_logged_at_once_then_summed_every_ten_seconds() {
+        let log = RefusalLog::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            log.note_at(Limit::Connections, t0),
+            Some(1),
+            "the first at once"
+        );
+        for k in 1..=4 {
+            let t = t0 + Duration::from_secs(2 * k);
+            assert_eq!(log.note_at(Limit::Connections, t), None, "then held back");
+        }
+        assert_eq!(
+            log.note_at(Limit::ConnectRate, t0 + Duration::from_secs(1)),
+            Some(1),
+            "each limit has its own line"
+        );
+        assert_eq!(
+            log.note_at(Limit::Connections, t0 + REFUSAL_LOG_EVERY),
+            Some(5),
+            "ten seconds on: the four held back and this one"
+        );
+        assert_eq!(
+            log.note_at(
+                Limit::Connections,
+                t0 + REFUSAL_LOG_EVERY * 2 - Duration::from_millis(1)
+            ),
+            None
+        );
+        assert_eq!(
+            log.note_at(Limit::Connections, t0 + REFUSAL_LOG_EVERY * 3),
+            Some(2)
+        );
+        assert_eq!(
+            log.note_at(Limit::Origin, t0 + REFUSAL_LOG_EVERY * 3),
+            Some(1)
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `gateway`: parse the configuration, bind, print where to connect, run until SIGTERM.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use gateway::config::{Config, LoadError, LogFormat, EXIT_CONFIG};
@@ -8,8 +9,10 @@ use gateway::{run, Listeners};
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PUSHFLEET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or a container's log stream gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -39,6 +40,7 @@ pub struct GatewayBuilder {
     envs: Vec<(String, String)>,
     dir: Option<PathBuf>,
     launcher: Option<(PathBuf, Vec<String>)>,
+    capture_log: bool,
 }
 
 impl GatewayBuilder {
@@ -58,6 +60,13 @@ impl GatewayBuilder {
     /// it with the flags that follow `pre`.
     pub fn launcher(mut self, exe: PathBuf, pre: &[&str]) -> Self {
         self.launcher = Some((exe, pre.iter().map(|a| a.to_string()).collect()));
+        self
+    }
+
+    /// Keep the gateway's log lines (stderr, still echoed to the test's stderr) for
+    /// [`Gateway::wait_log`].
+    pub fn capture_log(mut self) -> Self {
+        self.capture_log = true;
         self
     }
 
@@ -86,9 +95,25 @@ impl GatewayBuilder {
             .env("PUSHFLEET_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if self.capture_log {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn gateway");
+        let log = self.capture_log.then(|| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+            let kept = lines.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(l)) = stderr.next_line().await {
+                    eprintln!("{l}");
+                    kept.lock().unwrap().push(l);
+                }
+            });
+            lines
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let line = within("the gateway's listening line", async {
@@ -114,6 +139,7 @@ impl GatewayBuilder {
             public: addr("public="),
             internal: addr("internal="),
             child,
+            log,
         }
     }
 }
@@ -123,6 +149,8 @@ pub struct Gateway {
     pub public: SocketAddr,
     pub internal: SocketAddr,
     pub child: Child,
+    /// Its log lines so far, when started with [`GatewayBuilder::capture_log`].
+    log: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl Gateway {
@@ -177,6 +205,20 @@ impl Gateway {
     pub async fn wait_metric_at_least(&self, name: &str, labels: &str, min: f64) {
         crate::eventually(&format!("{name}{{{labels}}} >= {min}"), || async {
             (self.metric(name, labels).await >= min).then_some(())
+        })
+        .await
+    }
+
+    /// Waits for a log line containing `needle` (the gateway must have been started with
+    /// [`GatewayBuilder::capture_log`]) and returns it.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let log = self.log.as_ref().expect("started without capture_log()");
+        crate::eventually(&format!("a log line with {needle:?}"), || async {
+            log.lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+                .cloned()
         })
         .await
     }

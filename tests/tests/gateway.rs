@@ -286,7 +286,11 @@ async fn slow_consumer_is_closed_with_1013_while_a_fast_one_gets_everything() {
 
 #[tokio::test]
 async fn connection_limit_answers_503_then_frees_up() {
-    let gw = Gateway::builder().arg("--max-connections", 2).start().await;
+    let gw = Gateway::builder()
+        .arg("--max-connections", 2)
+        .capture_log()
+        .start()
+        .await;
     let c1 = Client::connect(&gw.ws_url(""), None).await;
     let _c2 = Client::connect(&gw.ws_url(""), None).await;
     let err = Client::try_connect(&gw.ws_url(""), None)
@@ -294,6 +298,18 @@ async fn connection_limit_answers_503_then_frees_up() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("503"), "{err}");
+    // The operator's log names the limit that refused it.
+    let line = gw.wait_log("server_full").await;
+    assert!(
+        line.contains("1 WebSocket upgrade(s) refused")
+            && line.contains("--max-connections 2")
+            && line.contains("client=127.0.0.1"),
+        "{line}"
+    );
+    assert!(
+        !line.contains('\x1b'),
+        "no colour codes in a piped log: {line:?}"
+    );
     drop(c1);
     gw.wait_metric("pushfleet_connections", "", 1.0).await;
     let mut c3 = eventually("a free connection slot", || async {

@@ -235,6 +235,7 @@ async fn origins_connect_rate_and_unfinished_handshakes() {
         .arg("--max-connects-per-ip-per-sec", 1)
         .arg("--connect-burst-per-ip", 4)
         .arg("--handshake-timeout-secs", 1)
+        .capture_log()
         .start()
         .await;
     let mut good = Client::connect(&gw.ws_url("channels=o"), None).await; // 1st token
@@ -250,6 +251,19 @@ async fn origins_connect_rate_and_unfinished_handshakes() {
     assert_eq!(limited.status, 429);
     let body = limited.body().await;
     assert!(body.contains("rate_limited"), "{body}");
+    // The log names the flag behind each refusal, once each here (the first refusal of a
+    // limit is logged at once, the next ones summed every 10 s).
+    let line = gw.wait_log("origin_not_allowed").await;
+    assert!(
+        line.contains("1 WebSocket upgrade(s) refused") && line.contains("--allowed-origins"),
+        "{line}"
+    );
+    let line = gw.wait_log("429 rate_limited").await;
+    assert!(
+        line.contains("--max-connects-per-ip-per-sec 1 after a burst of --connect-burst-per-ip 4")
+            && line.contains("client=127.0.0.1"),
+        "{line}"
+    );
 
     // An upgrade that never finishes its headers is dropped after the handshake timeout.
     let mut s = tokio::net::TcpStream::connect(gw.public).await.unwrap();

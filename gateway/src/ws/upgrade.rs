@@ -2,6 +2,7 @@
 //! (which would give every socket tokio-tungstenite's 128 KiB read buffer): the socket then
 //! goes to our own frame reader ([`super::reader`]) and outbox ([`super::io`]).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use super::io::Outbox;
 use super::session::{self, SessionParams};
 use crate::api::json_error;
 use crate::hub::Encoding;
+use crate::limits::Limit;
 use crate::state::AppState;
 use crate::wire::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 
@@ -139,6 +141,39 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// Writes the log line a refusal by `limit` is due ([`RefusalLog`](crate::limits::RefusalLog):
+/// the first at once, then at most one per limit every 10 s with the count since the last),
+/// naming the flag that refused and `client`, the address of the refusal that wrote it.
+fn log_refusal(state: &AppState, limit: Limit, client: IpAddr) {
+    let Some(n) = state.refusals.note(limit) else {
+        return;
+    };
+    let cfg = &state.cfg;
+    match limit {
+        Limit::Connections => tracing::warn!(
+            %client,
+            "{n} WebSocket upgrade(s) refused with 503 server_full since the last such line: \
+             the gateway holds --max-connections {} (PUSHFLEET_MAX_CONNECTIONS) connections; \
+             raise it or add gateways",
+            cfg.max_connections
+        ),
+        Limit::ConnectRate => tracing::warn!(
+            %client,
+            "{n} WebSocket upgrade(s) refused with 429 rate_limited since the last such line: \
+             more than --max-connects-per-ip-per-sec {} after a burst of \
+             --connect-burst-per-ip {} from one address; behind a proxy that ends TCP set \
+             --trusted-proxies, for a load test from a few addresses raise both",
+            cfg.max_connects_per_ip_per_sec,
+            cfg.connect_burst_per_ip
+        ),
+        Limit::Origin => tracing::warn!(
+            %client,
+            "{n} WebSocket upgrade(s) refused with 403 origin_not_allowed since the last such \
+             line: an Origin not in --allowed-origins"
+        ),
+    }
+}
+
 /// Query parameters of `/ws`: `channels=a,b` (repeatable) and `token=…`.
 fn parse_query(query: Option<&str>) -> (Vec<String>, Option<String>) {
     let mut channels = Vec::new();
@@ -162,7 +197,7 @@ fn parse_query(query: Option<&str>) -> (Vec<String>, Option<String>) {
 /// body. Never blocks: the session starts once hyper hands over the upgraded socket.
 pub fn handle(
     state: Arc<AppState>,
-    peer: std::net::IpAddr,
+    peer: IpAddr,
     mut req: Request<Incoming>,
 ) -> warp::reply::Response {
     match accept(&state, peer, &mut req) {
@@ -186,24 +221,25 @@ pub fn handle(
 
 fn accept(
     state: &Arc<AppState>,
-    peer: std::net::IpAddr,
+    peer: IpAddr,
     req: &mut Request<Incoming>,
 ) -> Result<warp::reply::Response, Refusal> {
     if state.is_draining() {
         return Err(Refusal::Draining);
     }
     check_handshake(req)?;
-    check_origin(state, req.headers())?;
-    let protocol = negotiate(req.headers())?;
     let client = crate::proxy::client_ip(peer, req.headers(), &state.cfg.trusted_proxies);
+    check_origin(state, req.headers())
+        .inspect_err(|_| log_refusal(state, Limit::Origin, client))?;
+    let protocol = negotiate(req.headers())?;
     if !state.connect_limiter.allow(client) {
+        log_refusal(state, Limit::ConnectRate, client);
         return Err(Refusal::RateLimited);
     }
-    let permit = state
-        .conn_limit
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| Refusal::ServerFull)?;
+    let permit = state.conn_limit.clone().try_acquire_owned().map_err(|_| {
+        log_refusal(state, Limit::Connections, client);
+        Refusal::ServerFull
+    })?;
     let key = req
         .headers()
         .get(http::header::SEC_WEBSOCKET_KEY)
