@@ -48,3 +48,14 @@ for side in ("L", "P"):
     read = statistics.median(r["excess_p99_ms"] for r in res)
     arrival = statistics.median(r["arrival_ms"][2] for r in res)
     print(f"latency-500 A/B, {side}1–{side}6: median read p99 {read:.2f} ms, median arrival p99 {arrival:.2f} ms")
+
+# After this round's one gateway change, the log of refused upgrades (build 0470ea5ce200;
+# the upgrade path computes the client's address before the Origin check, nothing else
+# changes for an accepted connection): three `bench run --size full --only idle`.
+AFTER = ["I1 20261127T154313Z", "I2 20261127T154333Z", "I3 20261127T154350Z"]
+for run in AFTER:
+    name, stamp = run.split()
+    d = load(stamp)
+    r = result(d, "idle-15k")
+    print(f"{name} {stamp}: build {d['gateway_build_id'][:12]}, system call {d['syscall_ns']:.0f} ns, "
+          f"accepted 15,000 in {r['connect_s']:.2f} s, RSS {r['rss_idle_kib_per_conn']:.2f} KiB per idle connection")
