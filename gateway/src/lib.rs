@@ -31,6 +31,7 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod encode;
+pub mod files;
 pub mod flush;
 pub mod frame;
 pub mod hub;

@@ -33,6 +33,30 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cfg.log_format);
+    match gateway::files::raise() {
+        Ok((before, after)) => {
+            if after.soft > before.soft {
+                tracing::info!(
+                    from = before.soft,
+                    to = after.soft,
+                    "raised the open-file limit to its hard limit"
+                );
+            }
+            if let Some(fit) = gateway::files::shortfall(cfg.max_connections, after) {
+                tracing::warn!(
+                    "--max-connections {} needs about {} open files, but this process may open {} \
+                     (its hard limit {}): past about {fit} connections accepts fail (EMFILE) and \
+                     new clients wait; raise the limit (ulimit -n, systemd's LimitNOFILE=, the \
+                     container runtime's nofile) or lower --max-connections",
+                    cfg.max_connections,
+                    cfg.max_connections as u64 + gateway::files::RESERVE,
+                    after.soft,
+                    after.hard
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     if cfg.pin_workers {

@@ -679,3 +679,41 @@ async fn pinned_workers_each_run_on_their_own_cpu_and_deliver() {
         "unpinned without the flag: {threads:?}"
     );
 }
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_and_a_short_one_is_logged() {
+    // Started with a soft limit of 512 open files under a hard one of 4,096, as a desktop
+    // shell starts programs (1,024 under 524,288 there).
+    let gateway = tests::process::binary("gateway");
+    let limited = || {
+        Gateway::builder()
+            .launcher(
+                "prlimit".into(),
+                &["--nofile=512:4096", gateway.to_str().unwrap()],
+            )
+            .capture_log()
+    };
+    let gw = limited().arg("--max-connections", 3_000).start().await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", gw.pid())).unwrap();
+    let files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        files[3..5],
+        ["4096", "4096"],
+        "soft limit raised to the hard one"
+    );
+    // The default 10,000 connections do not fit in 4,096 files: the log says so, and how
+    // many do.
+    let short = limited().start().await;
+    let line = short.wait_log("open files").await;
+    assert!(
+        line.contains(
+            "--max-connections 10000 needs about 10256 open files, but this process may open 4096"
+        ) && line.contains("past about 3840 connections"),
+        "{line}"
+    );
+}
