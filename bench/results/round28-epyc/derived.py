@@ -59,3 +59,11 @@ for run in AFTER:
     r = result(d, "idle-15k")
     print(f"{name} {stamp}: build {d['gateway_build_id'][:12]}, system call {d['syscall_ns']:.0f} ns, "
           f"accepted 15,000 in {r['connect_s']:.2f} s, RSS {r['rss_idle_kib_per_conn']:.2f} KiB per idle connection")
+
+# The final build of the round (both gateway changes; the open-file limit only acts at
+# start): one more `bench run --size full`.
+FINAL = ["DP 20261127T155843Z"]
+report("the round's final build", FINAL)
+run_headers(FINAL)
+median_batch_minus_floor("DP", FINAL)
+latency_by_batch(FINAL)
