@@ -15,6 +15,8 @@ pub struct RawWs {
     buf: Vec<u8>,
     /// The HTTP status of the upgrade response.
     pub status: u16,
+    /// The upgrade response's head (status line and headers).
+    pub head: String,
 }
 
 /// Builds one client frame. `mask` should be true for a well-behaved client.
@@ -78,6 +80,7 @@ impl RawWs {
             stream,
             buf: buf[head_end..].to_vec(),
             status,
+            head,
         }
     }
 

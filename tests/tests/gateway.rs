@@ -63,6 +63,34 @@ async fn window_zero_sends_each_message_alone() {
     }
 }
 
+/// Every browser, and Node's `ws` client, offers permessage-deflate. The gateway does not
+/// compress (a batch is encoded once and its bytes written to every socket as they are),
+/// so it declines by not answering the offer, and the session is plain frames.
+#[tokio::test]
+async fn a_compression_offer_is_declined_and_frames_stay_plain() {
+    let gw = Gateway::builder().arg("--merge-window-ms", 0).start().await;
+    let offer = "permessage-deflate; client_max_window_bits";
+    let mut ws = tests::raw::RawWs::connect(
+        gw.public,
+        "/ws?channels=z",
+        &[("Sec-WebSocket-Extensions", offer)],
+    )
+    .await;
+    assert_eq!(ws.status, 101, "{}", ws.head);
+    assert!(
+        !ws.head
+            .to_ascii_lowercase()
+            .contains("sec-websocket-extensions"),
+        "no extension accepted: {}",
+        ws.head
+    );
+    gw.wait_metric(SUBS, "", 1.0).await;
+    gw.publish_ok(json!({"channel": "z", "data": "plain"}))
+        .await;
+    // An uncompressed text frame: its payload is the JSON batch itself.
+    assert_eq!(messages(&ws.json().await), vec![json!("plain")]);
+}
+
 /// Many publishes back to back on one kept-open HTTP connection (each request's task
 /// re-polls itself, see `gateway::repoll`): every one is answered and delivered, in order.
 #[tokio::test]
