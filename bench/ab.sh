@@ -17,10 +17,12 @@ cd "$(dirname "$0")/.."
 bin=target/release/gateway
 [ -x target/release/bench ] || { echo "build first: cargo build --release --workspace --bins" >&2; exit 2; }
 saved=$(mktemp)
-cp "$bin" "$saved"
+# -p keeps the mode and times: mktemp's file is 0600, and a plain cp back would leave the
+# build without its execute bit (and cargo, seeing it fresh, would not rebuild it).
+cp -p "$bin" "$saved"
 # rm before each cp: the binary is a hard link to cargo's own copy in target/release/deps,
 # which a cp onto it would overwrite.
-trap 'rm -f "$bin"; cp "$saved" "$bin"; rm -f "$saved"' EXIT
+trap 'rm -f "$bin"; cp -p "$saved" "$bin"; rm -f "$saved"' EXIT
 i=1
 while [ "$i" -le "$rounds" ]; do
     for side in A B; do
