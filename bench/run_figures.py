@@ -214,3 +214,27 @@ def latency_by_batch(runs, scenario="latency-500"):
                              f"reading {statistics.median(read[i] - arrived[i] for i in idx):.2f} ms")
         print(f"{name} {stamp}: clients pinned {r['scenario'].get('pin_clients', False)}, read p99 {r['excess_p99_ms']:.1f}, "
               f"arrival p99 {r['arrival_ms'][2]:.1f} ms; per batch (median) " + "; ".join(parts))
+
+
+def round_figures(label, name, full, idle, earlier):
+    """A round's standard figures, in the order the rounds' `derived.py` print them: the
+    full runs' report and headers, their slow batches beside the bare write's and with the
+    host's steal, the bare write against `earlier` rounds' ((label, runs) each), each median
+    batch against its floor, and the clients-idle run `idle`."""
+    report(label, full)
+    run_headers(full)
+    slow_gateway_vs_bare(full)
+    slow_batches_with_steal(full)
+    bare_write_by_round(earlier + [(name, full)])
+    median_batch_minus_floor(name, full)
+    clients_idle(idle)
+
+
+def ab_medians(scenario, sides):
+    """Per side of an A/B ((label, ["NAME STAMP", ...]) each): the medians of its runs'
+    read and arrival p99 for `scenario`, one line each."""
+    for label, runs in sides:
+        res = [result(load(r.split()[1]), scenario) for r in runs]
+        read = statistics.median(r["excess_p99_ms"] for r in res)
+        arrival = statistics.median(r["arrival_ms"][2] for r in res)
+        print(f"{scenario} A/B, {label}: median read p99 {read:.2f} ms, median arrival p99 {arrival:.2f} ms")

@@ -245,9 +245,8 @@ async fn a_client_worker_given_a_cpu_runs_on_it_alone() {
         .spawn()
         .expect("bench worker");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+    let ready = tests::within("the worker's ready line", lines.next_line())
         .await
-        .expect("ready in time")
         .unwrap()
         .unwrap_or_default();
     assert!(ready.starts_with("ready 0 0"), "{ready}");
@@ -260,9 +259,8 @@ async fn a_client_worker_given_a_cpu_runs_on_it_alone() {
     assert_eq!(list, cpu.to_string(), "allowed before: {allowed:?}");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"report\n").await.unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+    let exit = tests::within("the worker's exit", child.wait())
         .await
-        .expect("exited in time")
         .unwrap();
     assert!(exit.success());
 }

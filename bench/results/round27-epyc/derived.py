@@ -5,31 +5,19 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (bare_write_by_round, clients_idle, latency_by_batch, median_batch_minus_floor,  # noqa: E402
-                         per_request, report, run_headers, slow_batches_with_steal, slow_gateway_vs_bare,
-                         wake_speed)
+from run_figures import latency_by_batch, per_request, round_figures, run_headers, wake_speed  # noqa: E402
 
 FULL = ["DF 20261127T132812Z", "DG 20261127T133751Z", "DH 20261127T134412Z", "DJ 20261127T135350Z"]
 IDLE = "DI 20261127T134722Z"
 
-report("with --pin-workers (round 23's code), AMD EPYC of round 24's kind", FULL)
-
-# What one system call and one bare loopback write cost in each run, the build it
-# measured, whether its gateways were pinned, and the host's steal per scenario.
-run_headers(FULL)
-
-# Slow batches of the gateway beside slow rounds of the bare write, same runs, same rule,
-# and each slow batch with the host's steal during its fan-out.
-slow_gateway_vs_bare(FULL)
-slow_batches_with_steal(FULL)
-
-# The loopback write against round 24's (the same kind of host: CPU family 25 model 17,
-# kernel and vulnerabilities lines identical, host.txt), and each median batch against
-# its CPU floor.
+# The full runs' figures, their headers (system call, bare write, build, pinning, steal),
+# slow batches beside the bare write's and with the host's steal, the loopback write
+# against round 24's (the same kind of host: CPU family 25 model 17, kernel and
+# vulnerabilities lines identical, host.txt), each median batch against its CPU floor,
+# and the clients-idle run.
 ROUND24 = ["CO 20261127T072442Z", "CP 20261127T075013Z", "CR 20261127T075758Z", "CS 20261127T083615Z"]
-bare_write_by_round([("round 24", ROUND24), ("round 27", FULL)])
-median_batch_minus_floor("round 27", FULL)
-clients_idle(IDLE)
+round_figures("with --pin-workers (round 23's code), AMD EPYC of round 24's kind", "round 27", FULL, IDLE,
+              [("round 24", ROUND24)])
 
 # latency-500, where each batch's p99 comes from: the default runs, then an A/B of
 # `--only latency-500` (L: clients placed by the kernel, P: `--pin-clients`), alternating.

@@ -529,28 +529,21 @@ pub async fn run(s: &Scenario) -> Outcome {
             .max(1.0) as u32;
         let window = Duration::from_millis(s.window_ms.max(100));
         let frame = out.avg_frame_bytes as usize;
-        out.bare_raw = Some(
+        // Read by raw readers, then by the scenario's own WebSocket clients.
+        let bare = |websocket| {
+            let sockets = connected as usize;
             baseline(
-                connected as usize,
+                sockets,
                 frame,
                 rounds,
                 window,
-                false,
+                websocket,
                 s.clients,
                 s.pin_clients,
             )
-            .await,
-        );
-        let b = baseline(
-            connected as usize,
-            frame,
-            rounds,
-            window,
-            true,
-            s.clients,
-            s.pin_clients,
-        )
-        .await;
+        };
+        out.bare_raw = Some(bare(false).await);
+        let b = bare(true).await;
         out.cpu_ratio_to_bare = Some(out.cpu_us_per_frame / b.cpu_us_per_write.max(1e-9));
         out.bare = Some(b);
     }
