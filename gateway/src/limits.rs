@@ -1,5 +1,5 @@
 //! Token buckets: per-connection command rate and per-address connect rate; and the log
-//! summary of the upgrades the connection limits refuse.
+//! summary of the clients the operator's limits turn away.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::config::Config;
 
 /// A token bucket: `rate` tokens per second, at most `burst` stored.
 #[derive(Debug, Clone)]
@@ -93,8 +95,9 @@ impl IpLimiter {
     }
 }
 
-/// A limit an operator sets whose refusals of WebSocket upgrades are logged
-/// ([`RefusalLog`]), besides being counted in `pushfleet_connections_rejected_total`.
+/// A limit an operator sets whose refusals are logged ([`LimitLog`]), besides being
+/// counted: upgrades in `pushfleet_connections_rejected_total`, slow consumers in
+/// `pushfleet_connections_closed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     /// `--max-connections` (503 `server_full`).
@@ -103,10 +106,12 @@ pub enum Limit {
     ConnectRate,
     /// `--allowed-origins` (403 `origin_not_allowed`).
     Origin,
+    /// `--queue-frames`: a connection that fell that far behind (close 1013 `slow consumer`).
+    QueueFrames,
 }
 
-/// How often at most [`RefusalLog`] writes a line per limit.
-pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How often at most [`LimitLog`] writes a line per limit.
+pub const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 struct RefusalSlot {
@@ -116,20 +121,60 @@ struct RefusalSlot {
     last: Option<Instant>,
 }
 
-/// Refused upgrades per [`Limit`], summarised for the log: the first refusal is logged at
-/// once, later ones at most once per [`REFUSAL_LOG_EVERY`] with the count since the last
-/// line. An operator whose clients get 503 or 429 finds the flag that refused them in the
+/// Refusals per [`Limit`], summarised for the log: the first refusal is logged at once,
+/// later ones at most once per [`LIMIT_LOG_EVERY`] with the count since the last line. An
+/// operator whose clients get 503, 429 or 1013 finds the flag that refused them in the
 /// log, and a flood of refusals costs one line per limit per 10 s. The counts are bounded
 /// by the refusals themselves (a `u64` each); nothing is queued.
 #[derive(Debug, Default)]
-pub struct RefusalLog {
-    slots: [Mutex<RefusalSlot>; 3],
+pub struct LimitLog {
+    slots: [Mutex<RefusalSlot>; 4],
 }
 
-impl RefusalLog {
+impl LimitLog {
+    /// Counts one refusal by `limit` and writes the line that is due, if one is, naming the
+    /// flag and its value in `cfg`, and `client`, the address of the refusal that wrote it,
+    /// where the caller knows it.
+    pub fn refused(&self, limit: Limit, cfg: &Config, client: Option<IpAddr>) {
+        let Some(n) = self.note(limit) else {
+            return;
+        };
+        let line = match limit {
+            Limit::Connections => format!(
+                "{n} WebSocket upgrade(s) refused with 503 server_full since the last such \
+                 line: the gateway holds --max-connections {} (PUSHFLEET_MAX_CONNECTIONS) \
+                 connections; raise it or add gateways",
+                cfg.max_connections
+            ),
+            Limit::ConnectRate => format!(
+                "{n} WebSocket upgrade(s) refused with 429 rate_limited since the last such \
+                 line: more than --max-connects-per-ip-per-sec {} after a burst of \
+                 --connect-burst-per-ip {} from one address; behind a proxy that ends TCP set \
+                 --trusted-proxies, for a load test from a few addresses raise both",
+                cfg.max_connects_per_ip_per_sec, cfg.connect_burst_per_ip
+            ),
+            Limit::Origin => format!(
+                "{n} WebSocket upgrade(s) refused with 403 origin_not_allowed since the last \
+                 such line: an Origin not in --allowed-origins"
+            ),
+            Limit::QueueFrames => format!(
+                "{n} connection(s) closed with 1013 slow consumer since the last such line: \
+                 the client fell --queue-frames {} (PUSHFLEET_QUEUE_FRAMES) frames behind with \
+                 its socket's buffers full (a stalled or slow network, or a client that stopped \
+                 reading); raise it to ride out longer stalls, at the cost of memory per \
+                 lagging connection",
+                cfg.queue_frames
+            ),
+        };
+        match client {
+            Some(client) => tracing::warn!(%client, "{line}"),
+            None => tracing::warn!("{line}"),
+        }
+    }
+
     /// Counts one refusal by `limit`; `Some(n)` when a line is due now, `n` being the
     /// refusals it reports (this one and those since the last line).
-    pub fn note(&self, limit: Limit) -> Option<u64> {
+    fn note(&self, limit: Limit) -> Option<u64> {
         self.note_at(limit, Instant::now())
     }
 
@@ -138,12 +183,13 @@ impl RefusalLog {
             Limit::Connections => 0,
             Limit::ConnectRate => 1,
             Limit::Origin => 2,
+            Limit::QueueFrames => 3,
         };
         let mut slot = self.slots[i].lock().unwrap_or_else(|e| e.into_inner());
         slot.pending += 1;
         if slot
             .last
-            .is_some_and(|t| now.saturating_duration_since(t) < REFUSAL_LOG_EVERY)
+            .is_some_and(|t| now.saturating_duration_since(t) < LIMIT_LOG_EVERY)
         {
             return None;
         }
@@ -183,7 +229,7 @@ mod tests {
 
     #[test]
     fn refusals_are_logged_at_once_then_summed_every_ten_seconds() {
-        let log = RefusalLog::default();
+        let log = LimitLog::default();
         let t0 = Instant::now();
         assert_eq!(
             log.note_at(Limit::Connections, t0),
@@ -200,24 +246,29 @@ mod tests {
             "each limit has its own line"
         );
         assert_eq!(
-            log.note_at(Limit::Connections, t0 + REFUSAL_LOG_EVERY),
+            log.note_at(Limit::Connections, t0 + LIMIT_LOG_EVERY),
             Some(5),
             "ten seconds on: the four held back and this one"
         );
         assert_eq!(
             log.note_at(
                 Limit::Connections,
-                t0 + REFUSAL_LOG_EVERY * 2 - Duration::from_millis(1)
+                t0 + LIMIT_LOG_EVERY * 2 - Duration::from_millis(1)
             ),
             None
         );
         assert_eq!(
-            log.note_at(Limit::Connections, t0 + REFUSAL_LOG_EVERY * 3),
+            log.note_at(Limit::Connections, t0 + LIMIT_LOG_EVERY * 3),
             Some(2)
         );
         assert_eq!(
-            log.note_at(Limit::Origin, t0 + REFUSAL_LOG_EVERY * 3),
+            log.note_at(Limit::Origin, t0 + LIMIT_LOG_EVERY * 3),
             Some(1)
+        );
+        assert_eq!(
+            log.note_at(Limit::QueueFrames, t0 + LIMIT_LOG_EVERY * 3),
+            Some(1),
+            "slow consumers have their own line too"
         );
     }
 }

@@ -9,7 +9,7 @@ use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::limits::{IpLimiter, RefusalLog};
+use crate::limits::{IpLimiter, LimitLog};
 use crate::metrics::Metrics;
 
 /// Everything a request or session needs; shared as `Arc<AppState>`.
@@ -25,7 +25,7 @@ pub struct AppState {
     /// New connections per second per client address.
     pub connect_limiter: IpLimiter,
     /// Refused upgrades, summarised in the log (`ws::upgrade`).
-    pub refusals: RefusalLog,
+    pub limit_log: LimitLog,
     draining: AtomicBool,
 }
 
@@ -43,7 +43,7 @@ impl AppState {
                 cfg.max_connects_per_ip_per_sec,
                 cfg.connect_burst_per_ip,
             ),
-            refusals: RefusalLog::default(),
+            limit_log: LimitLog::default(),
             auth,
             cfg,
             hub,

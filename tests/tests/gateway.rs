@@ -262,6 +262,7 @@ async fn slow_consumer_is_closed_with_1013_while_a_fast_one_gets_everything() {
     let gw = Gateway::builder()
         .arg("--merge-window-ms", 0)
         .arg("--queue-frames", 8)
+        .capture_log()
         .start()
         .await;
     let mut slow = Client::connect(&gw.ws_url("channels=firehose"), None).await;
@@ -306,6 +307,13 @@ async fn slow_consumer_is_closed_with_1013_while_a_fast_one_gets_everything() {
     assert!(growth_mib < 64, "gateway RSS grew by {growth_mib} MiB");
     // The slow client now reads what reached it, then the 1013 close.
     assert_eq!(slow.close_code().await, Some(1013));
+    // The operator's log names the flag.
+    let line = gw.wait_log("slow consumer since").await;
+    assert!(
+        line.contains("1 connection(s) closed with 1013")
+            && line.contains("--queue-frames 8 (PUSHFLEET_QUEUE_FRAMES)"),
+        "{line}"
+    );
     // The fast one is still served.
     gw.publish_ok(json!({"channel":"firehose","data":"after"}))
         .await;

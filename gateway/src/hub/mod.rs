@@ -84,6 +84,8 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
     pub const TRY_AGAIN: u16 = 1013;
+    /// The reason sent with [`TRY_AGAIN`] to a connection that fell `--queue-frames` behind.
+    pub const SLOW_CONSUMER: &str = "slow consumer";
 }
 
 /// Close request shared by a connection's session and the hub.
@@ -524,7 +526,7 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics, p: &mut P
             Ok(Sent::Written | Sent::Dropped) => {}
             Ok(Sent::Queued) => queued += 1,
             Err(Full) => {
-                if entry.control.close(close::TRY_AGAIN, "slow consumer") {
+                if entry.control.close(close::TRY_AGAIN, close::SLOW_CONSUMER) {
                     metrics
                         .connections_closed
                         .get_or_create(&[("reason", "slow_consumer")])

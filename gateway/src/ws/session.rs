@@ -27,7 +27,7 @@ use crate::auth::Identity;
 use crate::encode::reply_frame;
 use crate::frame;
 use crate::hub::{close, ConnHandle, Encoding};
-use crate::limits::TokenBucket;
+use crate::limits::{Limit, TokenBucket};
 use crate::state::AppState;
 use crate::wire::{ErrorCode, ServerReply};
 
@@ -53,7 +53,7 @@ fn close_for(err: &WsError) -> (u16, &'static str, &'static str) {
         WsError::Protocol(_) => (close::PROTOCOL, "protocol error", "protocol"),
         WsError::Utf8(_) => (close::INVALID_DATA, "invalid UTF-8", "protocol"),
         WsError::AttackAttempt => (close::POLICY, "attack attempt", "protocol"),
-        WsError::WriteBufferFull(_) => (close::TRY_AGAIN, "slow consumer", "slow_consumer"),
+        WsError::WriteBufferFull(_) => (close::TRY_AGAIN, close::SLOW_CONSUMER, "slow_consumer"),
         WsError::ConnectionClosed
         | WsError::AlreadyClosed
         | WsError::Io(_)
@@ -196,7 +196,7 @@ impl Session<'_> {
                     }
                     if now >= next_ping {
                         if self.out.send(&frame::ping()).is_err() {
-                            self.close(close::TRY_AGAIN, "slow consumer", "slow_consumer");
+                            self.close(close::TRY_AGAIN, close::SLOW_CONSUMER, "slow_consumer");
                             break false;
                         }
                         self.state.metrics.pings_sent.inc();
@@ -255,6 +255,9 @@ impl Session<'_> {
         S: Stream<Item = Result<Message, WsError>> + Unpin,
     {
         let (code, reason) = self.conn.control.code().unwrap_or((close::NORMAL, ""));
+        if (code, reason) == (close::TRY_AGAIN, close::SLOW_CONSUMER) {
+            (self.state.limit_log).refused(Limit::QueueFrames, &self.state.cfg, None);
+        }
         self.out.finish_with(frame::close(code, reason));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
             flush(&self.out).await;

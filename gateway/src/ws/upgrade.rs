@@ -141,39 +141,6 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
-/// Writes the log line a refusal by `limit` is due ([`RefusalLog`](crate::limits::RefusalLog):
-/// the first at once, then at most one per limit every 10 s with the count since the last),
-/// naming the flag that refused and `client`, the address of the refusal that wrote it.
-fn log_refusal(state: &AppState, limit: Limit, client: IpAddr) {
-    let Some(n) = state.refusals.note(limit) else {
-        return;
-    };
-    let cfg = &state.cfg;
-    match limit {
-        Limit::Connections => tracing::warn!(
-            %client,
-            "{n} WebSocket upgrade(s) refused with 503 server_full since the last such line: \
-             the gateway holds --max-connections {} (PUSHFLEET_MAX_CONNECTIONS) connections; \
-             raise it or add gateways",
-            cfg.max_connections
-        ),
-        Limit::ConnectRate => tracing::warn!(
-            %client,
-            "{n} WebSocket upgrade(s) refused with 429 rate_limited since the last such line: \
-             more than --max-connects-per-ip-per-sec {} after a burst of \
-             --connect-burst-per-ip {} from one address; behind a proxy that ends TCP set \
-             --trusted-proxies, for a load test from a few addresses raise both",
-            cfg.max_connects_per_ip_per_sec,
-            cfg.connect_burst_per_ip
-        ),
-        Limit::Origin => tracing::warn!(
-            %client,
-            "{n} WebSocket upgrade(s) refused with 403 origin_not_allowed since the last such \
-             line: an Origin not in --allowed-origins"
-        ),
-    }
-}
-
 /// Query parameters of `/ws`: `channels=a,b` (repeatable) and `token=…`.
 fn parse_query(query: Option<&str>) -> (Vec<String>, Option<String>) {
     let mut channels = Vec::new();
@@ -229,15 +196,16 @@ fn accept(
     }
     check_handshake(req)?;
     let client = crate::proxy::client_ip(peer, req.headers(), &state.cfg.trusted_proxies);
-    check_origin(state, req.headers())
-        .inspect_err(|_| log_refusal(state, Limit::Origin, client))?;
+    // Logs a refusal by `limit`, naming the flag (at most a line per limit every 10 s).
+    let refused = |limit| state.limit_log.refused(limit, &state.cfg, Some(client));
+    check_origin(state, req.headers()).inspect_err(|_| refused(Limit::Origin))?;
     let protocol = negotiate(req.headers())?;
     if !state.connect_limiter.allow(client) {
-        log_refusal(state, Limit::ConnectRate, client);
+        refused(Limit::ConnectRate);
         return Err(Refusal::RateLimited);
     }
     let permit = state.conn_limit.clone().try_acquire_owned().map_err(|_| {
-        log_refusal(state, Limit::Connections, client);
+        refused(Limit::Connections);
         Refusal::ServerFull
     })?;
     let key = req
