@@ -1,0 +1,26 @@
+# The figures of docs/PERFORMANCE.md's round 29 section, from the runs' JSON:
+#   python3 bench/results/round29-epyc/derived.py > bench/results/round29-epyc/derived.txt
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from run_figures import latency_by_batch, round_figures, run_headers  # noqa: E402
+
+FULL = ["DQ 20261127T165150Z", "DR 20261127T165923Z", "DS 20261127T170608Z", "DU 20261127T171407Z"]
+IDLE = "DT 20261127T170824Z"
+
+# The full runs' figures, their headers (system call, bare write, build, pinning, steal),
+# slow batches beside the bare write's and with the host's steal, the loopback write
+# against rounds 27 and 28 (the same kind of host: host.txt differs from round 28's only
+# in the kernel's build, v595 against v669, checked with `diff`), each median batch
+# against its CPU floor, and the clients-idle run. Every run is of this round's one build
+# (the slow-consumer log line, which no bench scenario triggers: no slow-consumer close in
+# any run).
+ROUND27 = ["DF 20261127T132812Z", "DG 20261127T133751Z", "DH 20261127T134412Z", "DJ 20261127T135350Z"]
+ROUND28 = ["DK 20261127T150443Z", "DL 20261127T151605Z", "DN 20261127T152345Z", "DO 20261127T152927Z"]
+round_figures("with --pin-workers (round 23's fan-out), AMD EPYC of round 24's kind", "round 29", FULL, IDLE,
+              [("round 27", ROUND27), ("round 28", ROUND28)])
+
+# latency-500 of the full runs: where each run's p99 comes from, batch by batch.
+latency_by_batch(FULL)
+run_headers([IDLE])
