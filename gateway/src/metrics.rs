@@ -39,7 +39,8 @@ pub struct Metrics {
     pub batches_flushed: Family<Label, Counter>,
     /// Batch serializations, by encoding; equals batches × encodings in use.
     pub serializations: Family<Label, Counter>,
-    /// Frames handed to sockets (batches and replies).
+    /// Frames handed to sockets (batches and replies): written, or queued in the
+    /// connection's outbox; not those a full outbox refused or a failed socket dropped.
     pub frames_sent: Counter,
     /// Payload bytes of those frames.
     pub bytes_sent: Counter,

@@ -520,11 +520,15 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics, p: &mut P
         let Some(frame) = d.frames.get(entry.encoding) else {
             return;
         };
-        frames += 1;
-        bytes += frame.len() as u64;
-        match entry.out.send(frame) {
-            Ok(Sent::Written | Sent::Dropped) => {}
-            Ok(Sent::Queued) => queued += 1,
+        // Counted as sent: the frames the socket took or the outbox holds for it, not
+        // those a full outbox refused or a failed socket dropped.
+        let taken = match entry.out.send(frame) {
+            Ok(Sent::Written) => true,
+            Ok(Sent::Queued) => {
+                queued += 1;
+                true
+            }
+            Ok(Sent::Dropped) => false,
             Err(Full) => {
                 if entry.control.close(close::TRY_AGAIN, close::SLOW_CONSUMER) {
                     metrics
@@ -532,7 +536,12 @@ fn deliver(state: &Mutex<ShardState>, d: &Delivery, metrics: &Metrics, p: &mut P
                         .get_or_create(&[("reason", "slow_consumer")])
                         .inc();
                 }
+                false
             }
+        };
+        if taken {
+            frames += 1;
+            bytes += frame.len() as u64;
         }
     };
     let range = (p.after.map_or(Unbounded, Excluded), Unbounded);

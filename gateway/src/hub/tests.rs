@@ -298,4 +298,10 @@ async fn full_queue_closes_with_1013_without_blocking_others() {
         "reason=\"slow_consumer\"",
     );
     assert_eq!(n, Some(1.0), "counted once");
+    // Sent: the fast one's 10, and of the slow one's only what its socket took (the
+    // first three, a byte each) and its queue held (2), not the 5 the full queue refused.
+    let sent = crate::metrics::sample(&text, "pushfleet_frames_sent_total", "");
+    assert_eq!(sent, Some(15.0));
+    let queued = crate::metrics::sample(&text, "pushfleet_frames_queued_total", "");
+    assert_eq!(queued, Some(2.0));
 }
