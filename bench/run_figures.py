@@ -238,3 +238,26 @@ def ab_medians(scenario, sides):
         read = statistics.median(r["excess_p99_ms"] for r in res)
         arrival = statistics.median(r["arrival_ms"][2] for r in res)
         print(f"{scenario} A/B, {label}: median read p99 {read:.2f} ms, median arrival p99 {arrival:.2f} ms")
+
+
+def stalled_pairs(runs):
+    """Per run of `runs` ("NAME STAMP" each): its stalled-readers scenarios (round 29 on),
+    one line each: connections, stalled, slow-consumer closes, frames queued, the readers'
+    messages delivered of expected, read p99 and arrival p99, CPU per frame, and the frames
+    the gateway counted as sent to each stalled connection before closing it (written or
+    queued: `pushfleet_frames_sent_total` counts only those since round 29's fix; before,
+    also the offers its full outbox refused)."""
+    for run in runs:
+        name, stamp = run.split()
+        d = load(stamp)
+        for r in d["results"]:
+            s = r["scenario"]
+            if not s["name"].startswith("stalled"):
+                continue
+            print(f"{name} {stamp} {s['name']}: build {d['gateway_build_id'][:12]}, {r['connected']} connections, "
+                  f"{s.get('stalled', 0)} stalled, closed as slow consumers {r['slow_consumer_closes']:.0f}, "
+                  f"frames queued {r['frames_queued']:.0f}, readers' messages {r['messages_delivered']} of "
+                  f"{r['messages_expected']}, read p99 {r['excess_p99_ms']:.1f} ms, arrival p99 {r['arrival_ms'][2]:.1f} ms, "
+                  f"CPU {r['cpu_us_per_frame']:.2f} µs per frame"
+                  + (f"; frames sent to each stalled one before its close "
+                     f"{(r['gateway_frames_sent'] - r['frames_delivered']) / s['stalled']:.0f}" if s.get("stalled") else ""))

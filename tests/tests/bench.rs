@@ -26,7 +26,7 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
     let results = report["results"].as_array().unwrap();
-    assert_eq!(results.len(), 3);
+    assert_eq!(results.len(), 4);
     // The idle scenario: 20 connections pinged every second, measured over two seconds.
     let idle = &results[0];
     assert_eq!(idle["connected"], 20);
@@ -132,6 +132,20 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
         results[1]["bare"]["cpu_us_per_write"].as_f64().unwrap() > 0.0,
         "baseline measured"
     );
+    // The stalled scenario: 2 of its 10 connections never read, the gateway closed both as
+    // slow consumers, and the 8 readers got every message (the loop above); no other
+    // scenario closed anyone.
+    let stalled = &results[3];
+    assert_eq!(stalled["scenario"]["stalled"], 2);
+    assert_eq!(
+        stalled["messages_expected"].as_u64().unwrap(),
+        stalled["published"].as_u64().unwrap() * 8,
+        "the readers' messages only"
+    );
+    assert_eq!(stalled["slow_consumer_closes"], 2.0, "{stalled}");
+    for r in &results[..3] {
+        assert_eq!(r["slow_consumer_closes"], 0.0, "{}", r["scenario"]["name"]);
+    }
     assert!(
         results[1]["bare"]["per_round_ms"].as_array().unwrap().len() >= 2,
         "the baseline's rounds told apart"
@@ -172,6 +186,8 @@ async fn tiny_benchmark_runs_and_writes_its_report() {
         "{md}"
     );
     assert!(md.contains("## Idle connections"), "{md}");
+    assert!(md.contains("## Stalled readers"), "{md}");
+    assert!(md.contains("| stalled | 10 | 2 | 64 | 2 |"), "{md}");
     assert!(md.contains("- idle: "), "{md}");
     // The run judged against DESIGN §5 from its own figures: the tiny fanout is the only
     // scenario with a baseline, so it judges CPU per frame and p99, and says at what size.

@@ -231,6 +231,9 @@ pub fn scenario_gateway_args(s: &Scenario, redis_url: Option<String>) -> Vec<Str
     if !s.pin_workers {
         own.extend(["--pin-workers".to_owned(), "false".to_owned()]);
     }
+    if let Some(q) = s.queue_frames {
+        own.extend(["--queue-frames".to_owned(), q.to_string()]);
+    }
     gateway_args(own)
 }
 
@@ -373,7 +376,10 @@ impl Outcome {
             arrival.merge(&r.arrival);
             latency.merge(&r.message_latency);
         }
-        let per_channel = self.connected as f64 / channels.max(1) as f64;
+        // Stalled connections read nothing by design: every reader gets every message.
+        let stalled = self.scenario.as_ref().map_or(0, |s| s.stalled) as u64;
+        let readers = self.connected.saturating_sub(stalled);
+        let per_channel = readers as f64 / channels.max(1) as f64;
         self.messages_expected = (self.published as f64 * per_channel).round() as u64;
         self.cpu_s_per_million_messages =
             self.gateway_cpu_s * 1e6 / (self.messages_delivered.max(1) as f64);
@@ -653,6 +659,7 @@ pub async fn baseline(
             protocol: worker::Protocol::Pushfleet,
             sched,
             cpu: workers::client_cpu(&cpus, k - 100),
+            stalled: 0,
         })
         .await;
         w.ready().await;

@@ -270,6 +270,7 @@ pub fn markdown(
     }
     s.push_str(&format!("\n`excess` = receive time − first message's publish time − merge window, per batch and connection; `to arrival`, the same from the time the kernel queued the frame on the client's socket (`SO_TIMESTAMPNS`) instead of the time the client read it. Publish round trip: each publish, request sent → answer read (a publish the gateway reads late, during a fan-out, opens its batch's window that much late). CPU = the gateway process(es)' threads' `se.sum_exec_runtime` (/proc/<pid>/task/*/sched) over the publish phase (+ window + 1.5 s), divided by `pushfleet_frames_sent_total`. The bare write's readers are the same WebSocket clients (ratio's base); raw readers read and discard. Load generator: worker processes of ≤ 5,000 connections, at least one per core, under {}.\n", clients_policy(results)));
     s.push_str(&idle_costs(results));
+    s.push_str(&stalled_readers(results));
     s.push_str(&by_connections(results));
     s.push_str(&by_batch(results));
     s.push_str(&comparison(results));
@@ -289,6 +290,41 @@ fn clients_policy(results: &[Outcome]) -> &'static str {
             "SCHED_IDLE (`--clients idle`: they read when the gateway leaves a core idle, so read the arrival figures)"
         }
     }
+}
+
+/// The scenarios with stalled connections (and their control, the same load with none
+/// stalled): what the gateway did with the stalled ones and what the readers got.
+fn stalled_readers(results: &[Outcome]) -> String {
+    let rows: Vec<(&Outcome, &super::Scenario)> = results
+        .iter()
+        .filter_map(|r| Some((r, r.scenario.as_ref()?)))
+        .filter(|(_, s)| s.queue_frames.is_some() && s.server == super::worker::Protocol::Pushfleet)
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Stalled readers\n\nSome connections stop reading once subscribed, as clients whose network stalled; the others read on. A stalled socket's buffers fill, then its outbox of `--queue-frames` frames, and the gateway closes it with 1013 (`slow_consumer`); the readers' figures are to be compared with the same load with none stalled.\n\n| scenario | conns | stalled | `--queue-frames` | closed as slow consumers | frames queued | readers' messages delivered / expected | read p50 / p99 / max ms | to arrival p99 ms | gateway CPU µs/frame |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for (r, sc) in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} / {} | {:.1} / {:.1} / {:.1} | {:.1} | {:.2} |\n",
+            sc.name,
+            r.connected,
+            sc.stalled,
+            sc.queue_frames.unwrap_or_default(),
+            r.slow_consumer_closes,
+            r.frames_queued,
+            r.messages_delivered,
+            r.messages_expected,
+            r.excess_p50_ms,
+            r.excess_p99_ms,
+            r.excess_max_ms,
+            r.arrival_ms[2],
+            r.cpu_us_per_frame,
+        ));
+    }
+    s
 }
 
 /// The idle scenarios' CPU per ping, a line each.

@@ -53,6 +53,15 @@ pub struct Scenario {
     /// --pin-clients`, round 27); by default the kernel places them.
     #[serde(default)]
     pub pin_clients: bool,
+    /// Connections that stop reading once subscribed, as clients whose network stalled
+    /// (spread over the client processes): the gateway closes each with 1013 once the
+    /// socket's buffers and its outbox are full, and the others should not notice. Their
+    /// messages are not expected.
+    #[serde(default)]
+    pub stalled: usize,
+    /// The gateway's `--queue-frames` (`None`: the bench's 256, `GATEWAY_FLAGS`).
+    #[serde(default)]
+    pub queue_frames: Option<usize>,
 }
 
 /// The gateway's default `--ping-interval-secs` (with no flag or environment variable).
@@ -129,6 +138,8 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         clients: worker::ClientSched::Batch,
         pin_workers: true,
         pin_clients: false,
+        stalled: 0,
+        queue_frames: None,
     };
     // Idle scenarios ping every few seconds, so that two rounds of pings fit in a short
     // window (what a ping costs does not depend on the interval).
@@ -170,11 +181,23 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
         };
         [pf, sio, ws]
     };
+    // Clients whose network stalls: `stalled` of the connections stop reading once
+    // subscribed, the rest read on. Window 0 and 16 KiB messages, so that a stalled
+    // socket's buffers (the kernel's, which grow to megabytes, then the gateway's outbox,
+    // at the product's default of 64 frames) fill within the run and the gateway closes
+    // it; the same load with none stalled, just before, is what the readers get without them.
+    let stall = |name: &str, conns, stalled, rate, duration_s| Scenario {
+        payload: 16 * 1024,
+        stalled,
+        queue_frames: Some(64),
+        ..sc(name, 1, conns, 1, rate, duration_s, 0, false, false)
+    };
     match size {
         "tiny" => vec![
             idle("idle", 20, 1),
             sc("fanout", 1, 50, 1, 20, 2, 200, false, true),
             sc("fleet", 2, 40, 2, 20, 2, 100, true, false),
+            stall("stalled", 10, 2, 500, 4),
         ],
         // About a minute in all: 3 s of publishing (three batches at a 1 s window) and
         // pings every 2 s are enough to show the figures; `full` is the measurement.
@@ -222,6 +245,8 @@ pub fn scenarios(size: &str) -> Vec<Scenario> {
             // The embedded bus through the API, as fanout-15k publishes.
             sc("ingest-http-memory", 1, 1, 1, 100, 10, 0, false, false),
             sc("fleet-3x5k", 3, 15_000, 1, 100, 10, 1000, true, false),
+            stall("stalled-0-of-200", 200, 0, 100, 10),
+            stall("stalled-20-of-200", 200, 20, 100, 10),
             sc(
                 "channels-20x750",
                 1,

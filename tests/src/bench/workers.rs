@@ -42,6 +42,9 @@ pub(super) async fn spawn_worker(a: &worker::WorkerArgs) -> WorkerProc {
     if let Some(cpu) = a.cpu {
         cmd.args(["--cpu", &cpu.to_string()]);
     }
+    if a.stalled > 0 {
+        cmd.args(["--stalled", &a.stalled.to_string()]);
+    }
     if a.raw_tcp {
         cmd.arg("--raw-tcp");
     } else {
@@ -129,7 +132,9 @@ pub(super) async fn spawn_workers(
 ) -> Vec<WorkerProc> {
     let mut workers = Vec::new();
     let cpus = client_cpus(s.pin_clients);
-    for n in worker_split(conns, min_workers_per_target(s.gateways, cores())) {
+    let split = worker_split(conns, min_workers_per_target(s.gateways, cores()));
+    let stalled = stalled_split(s.stalled / s.gateways.max(1), &split);
+    for (n, stalled) in split.into_iter().zip(stalled) {
         let w = spawn_worker(&worker::WorkerArgs {
             target,
             source: source(*k),
@@ -141,12 +146,32 @@ pub(super) async fn spawn_workers(
             protocol: s.server,
             sched: s.clients,
             cpu: client_cpu(&cpus, *k),
+            stalled,
         })
         .await;
         workers.push(w);
         *k += 1;
     }
     workers
+}
+
+/// `stalled` connections spread over workers of `sizes` connections in proportion, as
+/// whole connections that add up to `stalled` (at most each worker's size).
+pub(super) fn stalled_split(stalled: usize, sizes: &[usize]) -> Vec<usize> {
+    let total: usize = sizes.iter().sum();
+    let stalled = stalled.min(total);
+    let mut before = 0;
+    let mut cum = 0;
+    sizes
+        .iter()
+        .map(|n| {
+            cum += n;
+            let upto = stalled * cum / total.max(1);
+            let k = upto - before;
+            before = upto;
+            k
+        })
+        .collect()
 }
 
 /// Waits until every worker has its connections up: (connected, failed, seconds).
@@ -163,7 +188,25 @@ pub(super) async fn all_ready(workers: &mut [WorkerProc]) -> (u64, u64, f64) {
 
 #[cfg(test)]
 mod tests {
-    use super::client_cpu;
+    use super::{client_cpu, stalled_split};
+
+    #[test]
+    fn stalled_connections_are_spread_in_proportion() {
+        assert_eq!(stalled_split(20, &[100, 100]), [10, 10]);
+        assert_eq!(stalled_split(2, &[5, 5]), [1, 1]);
+        assert_eq!(
+            stalled_split(3, &[5, 5]),
+            [1, 2],
+            "whole connections, adding up"
+        );
+        assert_eq!(stalled_split(0, &[250, 250]), [0, 0]);
+        assert_eq!(
+            stalled_split(99, &[2, 3]),
+            [2, 3],
+            "at most every connection"
+        );
+        assert!(stalled_split(1, &[]).is_empty());
+    }
 
     #[test]
     fn pinned_clients_take_the_allowed_cpus_in_turn() {

@@ -87,6 +87,9 @@ enum Cmd {
         /// Run on this CPU only.
         #[arg(long)]
         cpu: Option<usize>,
+        /// The first this many connections never read once upgraded.
+        #[arg(long, default_value_t = 0)]
+        stalled: usize,
     },
     /// Run a gateway as `bench run` starts one (its connection limits raised for load from
     /// one address), for another load generator to measure; flags after `--` are passed
@@ -156,6 +159,7 @@ fn main() {
             protocol,
             sched,
             cpu,
+            stalled,
         } => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -172,6 +176,7 @@ fn main() {
                 protocol,
                 sched,
                 cpu,
+                stalled,
             }));
         }
         Cmd::Run {

@@ -93,6 +93,10 @@ pub struct WorkerArgs {
     /// The one CPU this worker runs on (`bench run --pin-clients`); `None`: where the
     /// kernel places it.
     pub cpu: Option<usize>,
+    /// How many of its connections stop reading once upgraded (a client whose network
+    /// stalled): they count as connected and read nothing, so the server's buffers for
+    /// them fill (`Scenario::stalled`).
+    pub stalled: usize,
 }
 
 /// The servers a worker can load: Pushfleet, and the peers it is compared with.
@@ -322,6 +326,10 @@ async fn run_ws(
     if !socketio {
         shared.upgraded.fetch_add(1, Ordering::Relaxed);
         shared.settled.notify_one();
+    }
+    if i <= args.stalled {
+        // Hold the socket open and never read it, until the worker exits.
+        std::future::pending::<()>().await;
     }
     // `buf[..filled]` holds unparsed bytes; `message` collects fragments.
     let mut filled = buf.len();
