@@ -4,7 +4,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import latency_by_batch, round_figures, run_headers  # noqa: E402
+from run_figures import latency_by_batch, round_figures, run_headers, stalled_pairs  # noqa: E402
 
 FULL = ["DQ 20261127T165150Z", "DR 20261127T165923Z", "DS 20261127T170608Z", "DU 20261127T171407Z"]
 IDLE = "DT 20261127T170824Z"
@@ -24,3 +24,11 @@ round_figures("with --pin-workers (round 23's fan-out), AMD EPYC of round 24's k
 # latency-500 of the full runs: where each run's p99 comes from, batch by batch.
 latency_by_batch(FULL)
 run_headers([IDLE])
+
+# The stalled-readers scenarios (new this round), `./target/release/bench run --size full
+# --only stalled`: three runs with the build of DQ-DU (S1-S3; its frames-sent counter also
+# counted the offers a full outbox refused), then three after the counter's fix (S4-S6).
+STALLED = ["S1 20261127T172436Z", "S2 20261127T172501Z", "S3 20261127T172527Z",
+           "S4 20261127T174147Z", "S5 20261127T174212Z", "S6 20261127T174237Z"]
+stalled_pairs(STALLED)
+run_headers(STALLED)
