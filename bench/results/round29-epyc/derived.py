@@ -4,7 +4,8 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import latency_by_batch, round_figures, run_headers, stalled_pairs  # noqa: E402
+from run_figures import (latency_by_batch, median_batch_minus_floor, report, round_figures, run_headers,  # noqa: E402
+                         stalled_pairs)
 
 FULL = ["DQ 20261127T165150Z", "DR 20261127T165923Z", "DS 20261127T170608Z", "DU 20261127T171407Z"]
 IDLE = "DT 20261127T170824Z"
@@ -32,3 +33,12 @@ STALLED = ["S1 20261127T172436Z", "S2 20261127T172501Z", "S3 20261127T172527Z",
            "S4 20261127T174147Z", "S5 20261127T174212Z", "S6 20261127T174237Z"]
 stalled_pairs(STALLED)
 run_headers(STALLED)
+
+# The round's final build (the slow-consumer log, the frames-sent counter's fix, the
+# stalled-readers scenarios in the standard set): one more `make bench`, DV.
+FINAL = ["DV 20261127T175256Z"]
+report("the round's final build, make bench", FINAL)
+run_headers(FINAL)
+median_batch_minus_floor("DV", FINAL)
+latency_by_batch(FINAL)
+stalled_pairs(FINAL)

@@ -256,7 +256,9 @@ impl Session<'_> {
     {
         let (code, reason) = self.conn.control.code().unwrap_or((close::NORMAL, ""));
         if (code, reason) == (close::TRY_AGAIN, close::SLOW_CONSUMER) {
-            (self.state.limit_log).refused(Limit::QueueFrames, &self.state.cfg, None);
+            self.state
+                .limit_log
+                .refused(Limit::QueueFrames, &self.state.cfg, None);
         }
         self.out.finish_with(frame::close(code, reason));
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
