@@ -91,6 +91,50 @@ async fn a_compression_offer_is_declined_and_frames_stay_plain() {
     assert_eq!(messages(&ws.json().await), vec![json!("plain")]);
 }
 
+/// RFC 6455 §5.5.1: nothing follows a close frame. A connection closed as a slow consumer
+/// stays registered while its close frame waits behind what its socket has not taken yet
+/// (up to 5 s), and the batches published meanwhile are not queued after it.
+#[tokio::test]
+async fn nothing_is_sent_after_the_close_frame() {
+    // One shard: a batch is offered to its subscribers in the order they connected, so
+    // once the second has it, the first (closing) one has been offered it.
+    let gw = Gateway::builder()
+        .arg("--merge-window-ms", 0)
+        .arg("--queue-frames", 4)
+        .arg("--shards", 1)
+        .start()
+        .await;
+    let mut slow = tests::raw::RawWs::connect(gw.public, "/ws?channels=c", &[]).await;
+    assert_eq!(slow.status, 101, "{}", slow.head);
+    let mut fast = Client::connect(&gw.ws_url("channels=c"), None).await;
+    gw.wait_metric(SUBS, "", 2.0).await;
+    let blob = "x".repeat(64 * 1024);
+    let closed = || gw.metric(SLOW_CLOSES.0, SLOW_CLOSES.1);
+    // The slow client reads nothing until the gateway closes it.
+    for i in 0..2000u64 {
+        gw.publish_ok(json!({"channel": "c", "data": {"i": i, "blob": blob}}))
+            .await;
+        fast.json().await;
+        if closed().await == 1.0 {
+            break;
+        }
+    }
+    assert_eq!(closed().await, 1.0, "the slow client closed");
+    // A batch published now reaches the fast client, and was offered to the slow one.
+    gw.publish_ok(json!({"channel": "c", "data": "late"})).await;
+    assert_eq!(messages(&fast.json().await), vec![json!("late")]);
+    // The slow client reads what reached it, then the close frame, and nothing after it
+    // once it has answered the close.
+    assert_eq!(slow.close_code().await, Some(1013));
+    slow.send(&tests::raw::frame(true, 0, 8, &1000u16.to_be_bytes(), true))
+        .await;
+    assert_eq!(
+        slow.read_frame().await,
+        None,
+        "a frame after the close frame"
+    );
+}
+
 /// Many publishes back to back on one kept-open HTTP connection (each request's task
 /// re-polls itself, see `gateway::repoll`): every one is answered and delivered, in order.
 #[tokio::test]
@@ -257,6 +301,12 @@ async fn msgpack_subprotocol_gets_binary_frames_encoded_once_per_encoding() {
     assert!(err.to_string().contains("400"), "{err}");
 }
 
+/// `pushfleet_connections_closed_total{reason="slow_consumer"}`.
+const SLOW_CLOSES: (&str, &str) = (
+    "pushfleet_connections_closed_total",
+    "reason=\"slow_consumer\"",
+);
+
 #[tokio::test]
 async fn slow_consumer_is_closed_with_1013_while_a_fast_one_gets_everything() {
     let gw = Gateway::builder()
@@ -283,23 +333,12 @@ async fn slow_consumer_is_closed_with_1013_while_a_fast_one_gets_everything() {
             i,
             "fast client got every message in order"
         );
-        if gw
-            .metric(
-                "pushfleet_connections_closed_total",
-                "reason=\"slow_consumer\"",
-            )
-            .await
-            == 1.0
-        {
+        if gw.metric(SLOW_CLOSES.0, SLOW_CLOSES.1).await == 1.0 {
             break;
         }
     }
     assert_eq!(
-        gw.metric(
-            "pushfleet_connections_closed_total",
-            "reason=\"slow_consumer\""
-        )
-        .await,
+        gw.metric(SLOW_CLOSES.0, SLOW_CLOSES.1).await,
         1.0,
         "slow consumer detected within {sent} messages"
     );

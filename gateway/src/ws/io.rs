@@ -105,7 +105,8 @@ pub enum Sent {
     Written,
     /// Queued (whole or its unwritten rest) for the session to finish.
     Queued,
-    /// Dropped: the socket has failed.
+    /// Dropped: the socket has failed, or the connection's close frame is queued (nothing
+    /// may follow it: RFC 6455 §5.5.1).
     Dropped,
 }
 
@@ -117,6 +118,8 @@ struct State {
     front_started: bool,
     /// The socket failed; everything is dropped from now on.
     broken: bool,
+    /// The close frame is queued ([`Outbox::finish_with`]): what comes later is dropped.
+    closed: bool,
 }
 
 /// See the module docs. The fields the fan-out touches for every frame (the lock, the
@@ -173,7 +176,7 @@ impl Outbox {
     /// queue already holds `max_frames`.
     pub fn send(&self, frame: &Bytes) -> Result<Sent, Full> {
         let mut st = self.lock();
-        if st.broken {
+        if st.broken || st.closed {
             return Ok(Sent::Dropped);
         }
         if !st.queue.is_empty() {
@@ -220,7 +223,7 @@ impl Outbox {
     /// exceed `max_frames` by at most one.
     pub fn send_reply(&self, frame: Bytes) {
         let mut st = self.lock();
-        if st.broken {
+        if st.broken || st.closed {
             return;
         }
         if st.queue.is_empty() {
@@ -266,12 +269,15 @@ impl Outbox {
     }
 
     /// Drops queued frames that have not started, keeping a partly written one, then
-    /// queues `last` (the close frame). Used when closing.
+    /// queues `last` (the close frame), after which nothing more is sent: a batch the hub
+    /// offers while the connection waits for the client's close reply is dropped, not
+    /// written after the close frame. Used when closing.
     pub fn finish_with(&self, last: Bytes) {
         let mut st = self.lock();
         let keep = if st.front_started { 1 } else { 0 };
         st.queue.truncate(keep);
         st.queue.push_back(last);
+        st.closed = true;
     }
 
     /// An outbox writing to `stream`, and the reader of the same stream.
@@ -427,7 +433,14 @@ mod tests {
         o.send(&Bytes::from_static(b"1234")).unwrap(); // "12" written, "34" queued, started
         o.send(&Bytes::from_static(b"5678")).unwrap(); // queued, not started
         o.finish_with(Bytes::from_static(b"C"));
+        // Nothing follows the close frame: a later batch or reply is dropped.
+        assert_eq!(o.send(&Bytes::from_static(b"late")), Ok(Sent::Dropped));
+        o.send_reply(Bytes::from_static(b"R"));
         b.budget.store(100, Ordering::SeqCst);
+        assert!(matches!(o.drain(), Drain::Done));
+        assert_eq!(&b.written.lock().unwrap()[..], b"1234C");
+        // Nor once the close frame is out and the queue empty.
+        assert_eq!(o.send(&Bytes::from_static(b"later")), Ok(Sent::Dropped));
         assert!(matches!(o.drain(), Drain::Done));
         assert_eq!(&b.written.lock().unwrap()[..], b"1234C");
     }
