@@ -108,18 +108,8 @@ async fn nothing_is_sent_after_the_close_frame() {
     assert_eq!(slow.status, 101, "{}", slow.head);
     let mut fast = Client::connect(&gw.ws_url("channels=c"), None).await;
     gw.wait_metric(SUBS, "", 2.0).await;
-    let blob = "x".repeat(64 * 1024);
-    let closed = || gw.metric(SLOW_CLOSES.0, SLOW_CLOSES.1);
     // The slow client reads nothing until the gateway closes it.
-    for i in 0..2000u64 {
-        gw.publish_ok(json!({"channel": "c", "data": {"i": i, "blob": blob}}))
-            .await;
-        fast.json().await;
-        if closed().await == 1.0 {
-            break;
-        }
-    }
-    assert_eq!(closed().await, 1.0, "the slow client closed");
+    publish_until_a_slow_consumer_closes(&gw, &mut fast, "c").await;
     // A batch published now reaches the fast client, and was offered to the slow one.
     gw.publish_ok(json!({"channel": "c", "data": "late"})).await;
     assert_eq!(messages(&fast.json().await), vec![json!("late")]);
@@ -301,11 +291,39 @@ async fn msgpack_subprotocol_gets_binary_frames_encoded_once_per_encoding() {
     assert!(err.to_string().contains("400"), "{err}");
 }
 
-/// `pushfleet_connections_closed_total{reason="slow_consumer"}`.
-const SLOW_CLOSES: (&str, &str) = (
-    "pushfleet_connections_closed_total",
-    "reason=\"slow_consumer\"",
-);
+/// Publishes 64 KiB messages on `channel`, one at a time, each read by `fast` (in order)
+/// before the next, until the gateway has closed one connection as a slow consumer: a
+/// subscriber that reads nothing fills its socket's buffers, then its outbox.
+async fn publish_until_a_slow_consumer_closes(gw: &Gateway, fast: &mut Client, channel: &str) {
+    let closes = || {
+        gw.metric(
+            "pushfleet_connections_closed_total",
+            "reason=\"slow_consumer\"",
+        )
+    };
+    let blob = "x".repeat(64 * 1024);
+    let mut sent = 0u64;
+    for i in 0..2000u64 {
+        gw.publish_ok(json!({"channel": channel, "data": {"i": i, "blob": blob}}))
+            .await;
+        sent += 1;
+        // Pace on the fast client, so only the slow one falls behind.
+        let got = fast.json().await;
+        assert_eq!(
+            messages(&got)[0]["i"],
+            i,
+            "fast client got every message in order"
+        );
+        if closes().await == 1.0 {
+            break;
+        }
+    }
+    assert_eq!(
+        closes().await,
+        1.0,
+        "slow consumer detected within {sent} messages"
+    );
+}
 
 #[tokio::test]
 async fn slow_consumer_is_closed_with_1013_while_a_fast_one_gets_everything() {
@@ -319,29 +337,8 @@ async fn slow_consumer_is_closed_with_1013_while_a_fast_one_gets_everything() {
     let mut fast = Client::connect(&gw.ws_url("channels=firehose"), None).await;
     gw.wait_metric(SUBS, "", 2.0).await;
     let rss_before = gw.rss_kib();
-    let blob = "x".repeat(64 * 1024);
-    let mut sent = 0u64;
     // The slow client never reads: its socket buffers fill, then its queue of 8 frames.
-    for i in 0..2000u64 {
-        gw.publish_ok(json!({"channel":"firehose","data":{"i":i,"blob":blob}}))
-            .await;
-        sent += 1;
-        // Pace on the fast client, so only the slow one falls behind.
-        let got = fast.json().await;
-        assert_eq!(
-            messages(&got)[0]["i"],
-            i,
-            "fast client got every message in order"
-        );
-        if gw.metric(SLOW_CLOSES.0, SLOW_CLOSES.1).await == 1.0 {
-            break;
-        }
-    }
-    assert_eq!(
-        gw.metric(SLOW_CLOSES.0, SLOW_CLOSES.1).await,
-        1.0,
-        "slow consumer detected within {sent} messages"
-    );
+    publish_until_a_slow_consumer_closes(&gw, &mut fast, "firehose").await;
     let growth_mib = gw.rss_kib().saturating_sub(rss_before) / 1024;
     assert!(growth_mib < 64, "gateway RSS grew by {growth_mib} MiB");
     // The slow client now reads what reached it, then the 1013 close.
