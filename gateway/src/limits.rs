@@ -97,24 +97,24 @@ impl IpLimiter {
 
 /// A limit an operator sets whose refusals are logged ([`LimitLog`]), besides being
 /// counted: upgrades in `pushfleet_connections_rejected_total`, slow consumers in
-/// `pushfleet_connections_closed_total`.
+/// `pushfleet_connections_closed_total`. The discriminant is the limit's slot there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     /// `--max-connections` (503 `server_full`).
-    Connections,
+    Connections = 0,
     /// `--max-connects-per-ip-per-sec` / `--connect-burst-per-ip` (429 `rate_limited`).
-    ConnectRate,
+    ConnectRate = 1,
     /// `--allowed-origins` (403 `origin_not_allowed`).
-    Origin,
+    Origin = 2,
     /// `--queue-frames`: a connection that fell that far behind (close 1013 `slow consumer`).
-    QueueFrames,
+    QueueFrames = 3,
 }
 
 /// How often at most [`LimitLog`] writes a line per limit.
 pub const LIMIT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
-struct RefusalSlot {
+struct LimitSlot {
     /// Refusals not yet in a log line.
     pending: u64,
     /// When the last line was written.
@@ -128,7 +128,7 @@ struct RefusalSlot {
 /// by the refusals themselves (a `u64` each); nothing is queued.
 #[derive(Debug, Default)]
 pub struct LimitLog {
-    slots: [Mutex<RefusalSlot>; 4],
+    slots: [Mutex<LimitSlot>; 4],
 }
 
 impl LimitLog {
@@ -179,13 +179,9 @@ impl LimitLog {
     }
 
     fn note_at(&self, limit: Limit, now: Instant) -> Option<u64> {
-        let i = match limit {
-            Limit::Connections => 0,
-            Limit::ConnectRate => 1,
-            Limit::Origin => 2,
-            Limit::QueueFrames => 3,
-        };
-        let mut slot = self.slots[i].lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.slots[limit as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         slot.pending += 1;
         if slot
             .last
