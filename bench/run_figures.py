@@ -259,5 +259,15 @@ def stalled_pairs(runs):
                   f"frames queued {r['frames_queued']:.0f}, readers' messages {r['messages_delivered']} of "
                   f"{r['messages_expected']}, read p99 {r['excess_p99_ms']:.1f} ms, arrival p99 {r['arrival_ms'][2]:.1f} ms, "
                   f"CPU {r['cpu_us_per_frame']:.2f} µs per frame"
-                  + (f"; frames sent to each stalled one before its close "
-                     f"{(r['gateway_frames_sent'] - r['frames_delivered']) / s['stalled']:.0f}" if s.get("stalled") else ""))
+                  + stalled_before_close(r, s))
+
+
+def stalled_before_close(r, s):
+    """What each stalled connection of a stalled-readers scenario run took before its
+    close: frames, their megabytes (at the run's average frame), and the seconds of
+    publishing that is (one frame per message, window 0)."""
+    if not s.get("stalled"):
+        return ""
+    frames = (r["gateway_frames_sent"] - r["frames_delivered"]) / s["stalled"]
+    return (f"; frames sent to each stalled one before its close {frames:.0f} "
+            f"({frames * r['avg_frame_bytes'] / 1e6:.1f} MB, {frames / s['rate']:.1f} s of publishing)")
