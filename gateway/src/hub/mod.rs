@@ -134,11 +134,13 @@ impl ConnControl {
     }
 }
 
-/// A registered connection, as seen by its session.
+/// A registered connection, as seen by its session. Not `Clone`: [`Hub::unregister`]
+/// takes it, so a connection is counted out once.
 #[derive(Debug)]
 pub struct ConnHandle {
     pub id: u64,
     pub control: Arc<ConnControl>,
+    encoding: Encoding,
 }
 
 /// Subscribing would exceed the per-connection limit.
@@ -270,19 +272,34 @@ impl Hub {
         self.shared.encodings[encoding.index()].fetch_add(1, Ordering::Relaxed);
         self.shared.count.send_modify(|n| *n += 1);
         self.shared.metrics.connections.inc();
-        ConnHandle { id, control }
+        ConnHandle {
+            id,
+            control,
+            encoding,
+        }
     }
 
-    /// Removes a connection and its subscriptions. Returns the channels that no longer
-    /// have any local subscriber.
-    pub fn unregister(&self, conn: &ConnHandle) -> Vec<Channel> {
+    /// Takes a closing connection out of the fan-out: out of the connection table (so
+    /// broadcasts skip it) and out of every channel's index, its subscriptions dropped.
+    /// It still counts as a connection (its socket is open, its close frame on the way)
+    /// until [`Hub::unregister`]. A session calls this as it starts to close, so the
+    /// batches published while its close frame goes out and it waits for the client's
+    /// answer (up to 5 s) are not offered to it only to be dropped. Returns the channels
+    /// that no longer have any local subscriber; a second call returns none.
+    pub fn retire(&self, conn: &ConnHandle) -> Vec<Channel> {
         let entry = lock(&self.shard(conn.id).state).conns.remove(&conn.id);
         let Some(entry) = entry else {
             return Vec::new();
         };
-        let channels: Vec<Channel> = entry.channels.iter().cloned().collect();
-        let gone = self.remove_from_index(conn.id, &channels);
-        self.shared.encodings[entry.sub.encoding.index()].fetch_sub(1, Ordering::Relaxed);
+        let channels: Vec<Channel> = entry.channels.into_iter().collect();
+        self.remove_from_index(conn.id, &channels)
+    }
+
+    /// Removes a connection (retiring it first if its session did not) and counts it
+    /// out. Returns the channels that no longer have any local subscriber.
+    pub fn unregister(&self, conn: ConnHandle) -> Vec<Channel> {
+        let gone = self.retire(&conn);
+        self.shared.encodings[conn.encoding.index()].fetch_sub(1, Ordering::Relaxed);
         self.shared.count.send_modify(|n| *n = n.saturating_sub(1));
         self.shared.metrics.connections.dec();
         gone

@@ -118,9 +118,45 @@ async fn channel_index_spans_shards() {
     for c in &conns[1..4] {
         assert!(hub.unsubscribe(&c.0, &[ch("a")]).is_empty());
     }
-    assert_eq!(hub.unregister(&conns[0].0), vec![ch("a")]);
+    let (first, _) = conns.swap_remove(0);
+    assert_eq!(hub.unregister(first), vec![ch("a")]);
     assert!(!hub.has_subscribers("a"));
     assert_eq!(hub.connection_count(), 8 * SHARD_RUN as usize - 1);
+}
+
+#[tokio::test]
+async fn a_retired_connection_is_out_of_the_fanout_but_still_counted() {
+    let metrics = Metrics::new();
+    let hub = Hub::new(2, metrics.clone());
+    let (leaving, leaving_rec) = conn(&hub, Encoding::Msgpack, usize::MAX, 8);
+    let (staying, staying_rec) = conn(&hub, Encoding::Json, usize::MAX, 8);
+    hub.subscribe(&leaving, &[ch("a"), ch("only")], 10).unwrap();
+    hub.subscribe(&staying, &[ch("a")], 10).unwrap();
+    assert_eq!(metrics.subscriptions.get(), 3);
+
+    // Only the channel it alone held goes inactive; a second retire finds nothing.
+    assert_eq!(hub.retire(&leaving), vec![ch("only")]);
+    assert!(hub.retire(&leaving).is_empty());
+    assert!(hub.has_subscribers("a") && !hub.has_subscribers("only"));
+    assert_eq!(metrics.subscriptions.get(), 1);
+    // Still a connection (its socket is open) and its encoding still counted.
+    assert_eq!(hub.connection_count(), 2);
+    assert_eq!(metrics.connections.get(), 2);
+    assert!(hub.encoding_in_use(Encoding::Msgpack));
+    // Neither its channel's batches nor broadcasts are offered to it.
+    hub.fanout(ch("a"), frames("A")).await;
+    hub.fanout(ch("*"), frames("+")).await;
+    hub.fanout_barrier().await;
+    got(&staying_rec, "A+").await;
+    assert!(leaving_rec.got.lock().unwrap().is_empty());
+    assert_eq!(metrics.frames_sent.get(), 2);
+    // A shutdown's drain does not close it again.
+    assert_eq!(hub.all_controls().len(), 1);
+    // Unregistering counts it out once.
+    assert!(hub.unregister(leaving).is_empty());
+    assert_eq!(hub.connection_count(), 1);
+    assert_eq!(metrics.connections.get(), 1);
+    assert!(!hub.encoding_in_use(Encoding::Msgpack));
 }
 
 type WriteLog = Arc<Mutex<Vec<(usize, bool)>>>;

@@ -98,7 +98,7 @@ pub async fn run<R>(
     session
         .serve(stream, state.cfg.idle_timeout(), state.cfg.ping_interval())
         .await;
-    let gone = state.hub.unregister(&conn);
+    let gone = state.hub.unregister(conn);
     state.bus.channels_inactive(gone);
 }
 
@@ -247,13 +247,18 @@ impl Session<'_> {
         }
     }
 
-    /// Sends the close frame (after the rest of a frame already started), then keeps
+    /// Takes the connection out of the fan-out ([`crate::hub::Hub::retire`]), sends the
+    /// close frame (after the rest of a frame already started), then keeps
     /// reading until the client answers it, so the socket is not reset under the close
     /// frame. Bounded by [`CLOSE_TIMEOUT`].
     async fn finish<S>(&self, mut stream: S, stream_ended: bool)
     where
         S: Stream<Item = Result<Message, WsError>> + Unpin,
     {
+        // Out of the fan-out first: nothing published from now on may follow the close
+        // frame anyway (RFC 6455 §5.5.1), so no batch need be offered to this connection.
+        let gone = self.state.hub.retire(self.conn);
+        self.state.bus.channels_inactive(gone);
         let (code, reason) = self.conn.control.code().unwrap_or((close::NORMAL, ""));
         if (code, reason) == (close::TRY_AGAIN, close::SLOW_CONSUMER) {
             self.state
@@ -468,6 +473,26 @@ mod tests {
         assert_eq!(pings, 2, "pings at 10 s and 20 s");
         assert_eq!(st.metrics.pings_sent.get(), 2, "and counted");
         drop(c);
+        task.await.unwrap();
+        assert_eq!(st.hub.connection_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closing_connection_leaves_the_fanout_before_its_close_frame() {
+        let st = state(&["--ping-interval-secs", "10", "--idle-timeout-secs", "30"]);
+        let (mut c, task) = start(&st, params(&["a"]));
+        // Pings at 10 s and 20 s go unanswered; the idle close comes at 30 s.
+        assert_eq!(read_frame(&mut c).await.0, 0x9);
+        assert!(st.hub.has_subscribers("a"));
+        while read_frame(&mut c).await.0 != 0x8 {}
+        // The client has not answered the close frame: the session waits for it (up to
+        // 5 s), still a connection, but no longer a subscriber of anything.
+        assert_eq!(st.hub.connection_count(), 1);
+        assert!(!st.hub.has_subscribers("a"));
+        assert_eq!(st.metrics.subscriptions.get(), 0);
+        c.write_all(&client_frame(0x8, &close::DRAINING.to_be_bytes()))
+            .await
+            .unwrap();
         task.await.unwrap();
         assert_eq!(st.hub.connection_count(), 0);
     }
