@@ -1,0 +1,28 @@
+# The figures of docs/PERFORMANCE.md's round 30 section, from the runs' JSON:
+#   python3 bench/results/round30-xeon/derived.py > bench/results/round30-xeon/derived.txt
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from run_figures import (latency_by_batch, round_figures, run_headers, stalled_pairs)  # noqa: E402
+
+FULL = ["DW 20261127T190151Z", "DX 20261127T191809Z", "DY 20261127T192428Z", "DZ 20261127T193039Z"]
+IDLE = "EA 20261127T193232Z"
+
+# The full runs' figures, their headers (system call, bare write, build, pinning, steal),
+# slow batches beside the bare write's and with the host's steal, the loopback write
+# against rounds 25 and 26 (the same kind of Intel Xeon, CPU family 6 model 207; host.txt
+# differs from round 26's in the kernel's build and its mitigations, checked with `diff`),
+# each median batch against its CPU floor, and the clients-idle run. Every run is of this
+# round's one build (a closing connection leaves the fan-out as its close starts).
+ROUND25 = ["CV 20261127T093712Z", "CW 20261127T094527Z", "CX 20261127T095126Z", "CZ 20261127T102001Z"]
+ROUND26 = ["DA 20261127T112526Z", "DB 20261127T113651Z", "DC 20261127T114353Z", "DE 20261127T121127Z"]
+round_figures("with --pin-workers (round 23's fan-out), Intel Xeon of rounds 25 and 26's kind", "round 30", FULL,
+              IDLE, [("round 25", ROUND25), ("round 26", ROUND26)])
+
+# latency-500 of the full runs: where each run's p99 comes from, batch by batch.
+latency_by_batch(FULL)
+run_headers([IDLE])
+
+# The stalled-readers pair of each full run.
+stalled_pairs(FULL)
