@@ -4,7 +4,8 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (latency_by_batch, round_figures, run_headers, stalled_pairs)  # noqa: E402
+from run_figures import (latency_by_batch, load, result, round_figures, run_headers,  # noqa: E402
+                         stalled_pairs)
 
 FULL = ["DW 20261127T190151Z", "DX 20261127T191809Z", "DY 20261127T192428Z", "DZ 20261127T193039Z"]
 IDLE = "EA 20261127T193232Z"
@@ -26,3 +27,11 @@ run_headers([IDLE])
 
 # The stalled-readers pair of each full run.
 stalled_pairs(FULL)
+
+# The host's steal during each full run's latency-500 (DZ's miss came with the host taking
+# the CPUs away).
+for run in FULL:
+    name, stamp = run.split()
+    r = result(load(stamp), "latency-500")
+    print(f"{name} {stamp} latency-500: read p99 {r['excess_p99_ms']:.1f} ms, arrival p99 {r['arrival_ms'][2]:.1f} ms, "
+          f"host steal {r['steal_ms']:.0f} ms")
