@@ -197,6 +197,49 @@ async fn redis_subscriptions_follow_local_subscribers_with_linger() {
     .await;
 }
 
+/// A connection the gateway closes leaves its channels, on Redis too, as soon as its
+/// close frame goes out, not when its socket closes: the gateway waits up to 5 s for the
+/// client's answer, and this client gives none until the end.
+#[tokio::test]
+async fn a_closing_connection_leaves_redis_before_its_socket_closes() {
+    let redis = Redis::start().await;
+    let gws = fleet(
+        &redis,
+        1,
+        &[
+            ("--unsubscribe-linger-ms", "0"),
+            ("--ping-interval-secs", "1"),
+            ("--idle-timeout-secs", "2"),
+        ],
+    )
+    .await;
+    let gw = &gws[0];
+    let chans = || async { redis.pubsub_channels("pushfleet:*").await };
+    let mut raw = tests::raw::RawWs::connect(gw.public, "/ws?channels=closing", &[]).await;
+    assert_eq!(raw.status, 101, "{}", raw.head);
+    eventually("closing subscribed on Redis", || async {
+        (chans().await == ["pushfleet:b", "pushfleet:c:closing"]).then_some(())
+    })
+    .await;
+    // The client answers nothing, pings included: after 2 s the gateway closes it as idle
+    // (1001) and reads on for its close.
+    assert_eq!(raw.close_code().await, Some(1001));
+    eventually("closing unsubscribed on Redis", || async {
+        (chans().await == ["pushfleet:b"]).then_some(())
+    })
+    .await;
+    assert_eq!(gw.metric("pushfleet_subscriptions", "").await, 0.0);
+    assert_eq!(
+        gw.metric("pushfleet_connections", "").await,
+        1.0,
+        "the socket is still open, waiting for the client's close"
+    );
+    raw.send(&tests::raw::frame(true, 0, 8, &1001u16.to_be_bytes(), true))
+        .await;
+    assert_eq!(raw.read_frame().await, None);
+    gw.wait_metric("pushfleet_connections", "", 0.0).await;
+}
+
 #[tokio::test]
 async fn redis_outage_drops_readiness_fails_fast_and_recovers_without_reconnects() {
     let mut redis = Redis::start().await;
