@@ -35,3 +35,21 @@ for run in FULL:
     r = result(load(stamp), "latency-500")
     print(f"{name} {stamp} latency-500: read p99 {r['excess_p99_ms']:.1f} ms, arrival p99 {r['arrival_ms'][2]:.1f} ms, "
           f"host steal {r['steal_ms']:.0f} ms")
+
+# The gateway's CPU per frame over the bare write, µs, in each fanout-15k scenario of the
+# full runs, beside what the HTTP publishes cost per frame at 100 a second (their CPU per
+# request at rate 100 in http-cost-by-rate.txt, written by round 25's script on this host,
+# over 15,000 frames a second).
+for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
+    excess = []
+    for run in FULL:
+        r = result(load(run.split()[1]), sc)
+        excess.append(r["cpu_us_per_frame"] - r["bare"]["cpu_us_per_write"])
+    print(f"{sc}: gateway CPU per frame minus the bare write, DW-DZ: " + " / ".join(f"{e:.2f}" for e in excess) + " µs")
+here = pathlib.Path(__file__).resolve().parent
+per_request = [float(line.split("gateway: ")[1].split(" µs")[0])
+               for line in (here / "http-cost-by-rate.txt").read_text().splitlines()
+               if line.startswith("rate 100, CPUs idle between requests: ")]
+print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in per_request) + " µs per request = "
+      + " / ".join(f"{c * 100 / 1000:.1f}" for c in per_request) + " ms of CPU per second = "
+      + " / ".join(f"{c * 100 / 15000:.2f}" for c in per_request) + " µs per frame at 15,000 frames a second")
