@@ -24,7 +24,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// New connections per second per client address.
     pub connect_limiter: IpLimiter,
-    /// Refused upgrades, summarised in the log (`ws::upgrade`).
+    /// Refused upgrades (`ws::upgrade`) and slow-consumer closes (`ws::session`),
+    /// summarised in the log.
     pub limit_log: LimitLog,
     draining: AtomicBool,
 }

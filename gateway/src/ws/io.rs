@@ -269,9 +269,11 @@ impl Outbox {
     }
 
     /// Drops queued frames that have not started, keeping a partly written one, then
-    /// queues `last` (the close frame), after which nothing more is sent: a batch the hub
-    /// offers while the connection waits for the client's close reply is dropped, not
-    /// written after the close frame. Used when closing.
+    /// queues `last` (the close frame), after which nothing more is sent (RFC 6455
+    /// §5.5.1): the frame reader's pong replies while the session waits for the client's
+    /// close are dropped, as is anything else offered, not written after the close frame.
+    /// Used when closing; the session has taken the connection out of the hub's fan-out
+    /// just before (`Hub::retire`), so batches are no longer offered at all.
     pub fn finish_with(&self, last: Bytes) {
         let mut st = self.lock();
         let keep = if st.front_started { 1 } else { 0 };
