@@ -53,3 +53,27 @@ per_request = [float(line.split("gateway: ")[1].split(" µs")[0])
 print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in per_request) + " µs per request = "
       + " / ".join(f"{c * 100 / 1000:.1f}" for c in per_request) + " ms of CPU per second = "
       + " / ".join(f"{c * 100 / 15000:.2f}" for c in per_request) + " µs per frame at 15,000 frames a second")
+
+# Criterion's median estimates (the middle of each `time:` line) in DW against round 29's
+# DQ, and their ratio.
+def criterion(path):
+    lines = path.read_text().splitlines()
+    out = {}
+    for name, line in zip(lines, lines[1:]):
+        if line.strip().startswith("time:") and "/" in name and " " not in name.strip():
+            value, unit = line.split("[")[1].split()[2:4]
+            out[name.strip()] = float(value) * {"ns": 1e-3, "µs": 1.0, "ms": 1e3}[unit]
+    return out
+
+
+dw = criterion(here / "criterion-DW.txt")
+dq = criterion(here.parent / "round29-epyc" / "criterion-DQ.txt")
+for name, us in dw.items():
+    print(f"criterion {name}: DW {us:.2f} µs, round 29's DQ {dq[name]:.2f} µs, {us / dq[name]:.2f} x")
+
+# What a deployment can expect: a batch's fan-out to 15,000 connections over two cores at
+# the fanout-15k scenarios' CPU per frame (DW-DZ), the clients elsewhere.
+per_frame = [result(load(run.split()[1]), sc)["cpu_us_per_frame"]
+             for run in FULL for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis")]
+print(f"15,000 x {min(per_frame):.2f}-{max(per_frame):.2f} µs / 2 cores = "
+      f"{15000 * min(per_frame) / 2 / 1000:.0f}-{15000 * max(per_frame) / 2 / 1000:.0f} ms per batch")
