@@ -155,23 +155,62 @@ pub enum ServerReply {
 
 /// One entry of a `POST /api/publish` body. Exactly one of `channel`, `channels`,
 /// `broadcast: true` or `messages` must be given; `data` goes with the first three.
-#[derive(Debug, Deserialize, Serialize, Default)]
+/// Read only from a JSON object (`Deserialize` below), at every level.
+#[derive(Debug, Serialize, Default)]
 pub struct PublishBody<'a> {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub broadcast: bool,
-    #[serde(
-        borrow,
-        default,
-        deserialize_with = "present_raw",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<&'a RawValue>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<PublishBody<'a>>>,
+}
+
+/// [`PublishBody`]'s fields as serde's derive reads them. The derive alone would also
+/// take a positional array (`["news",null,false,1]` as a channel and its data), which is
+/// not one of the API's forms; `PublishBody`'s `Deserialize` hands this one a map only.
+#[derive(Deserialize)]
+struct PublishFields<'a> {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    #[serde(default)]
+    broadcast: bool,
+    #[serde(borrow, default, deserialize_with = "present_raw")]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    messages: Option<Vec<PublishBody<'a>>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PublishBody<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<'a>(std::marker::PhantomData<PublishFields<'a>>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for ObjectOnly<'a> {
+            type Value = PublishFields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"an object such as {"channel":"news","data":…}"#)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                PublishFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        let f = de.deserialize_map(ObjectOnly(std::marker::PhantomData))?;
+        Ok(PublishBody {
+            channel: f.channel,
+            channels: f.channels,
+            broadcast: f.broadcast,
+            data: f.data,
+            messages: f.messages,
+        })
+    }
 }
 
 /// `data: null` is a value to publish, not an absent field.

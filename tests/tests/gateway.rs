@@ -509,6 +509,20 @@ async fn bad_publish_requests_get_json_errors_and_keys_rotate() {
             "unsupported_media_type",
         ),
         (vec![auth_new, ct], "{nope".into(), 400, "bad_json"),
+        // A positional array is none of the forms (serde's derive alone took it as a
+        // channel and its data).
+        (
+            vec![auth_new, ct],
+            r#"["a",null,false,1]"#.into(),
+            400,
+            "bad_json",
+        ),
+        (
+            vec![auth_new, ct],
+            r#"[{"channel":"a","data":1}]"#.into(),
+            400,
+            "bad_json",
+        ),
         (
             vec![auth_new, ct],
             r#"{"channel":"a b","data":1}"#.into(),

@@ -36,7 +36,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("the body could not be read")]
     BodyRead,
-    #[error("the body is not valid JSON: {0}")]
+    /// The body is not JSON, or JSON of none of the publish forms ([`publish::bad_json`]).
+    #[error("{0}")]
     BadJson(String),
     #[error(transparent)]
     InvalidChannel(#[from] ChannelError),

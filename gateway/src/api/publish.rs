@@ -126,11 +126,21 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let bytes = read_limited(body, state.cfg.max_publish_bytes, declared).await?;
-    let parsed: PublishBody<'_> =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let parsed: PublishBody<'_> = serde_json::from_slice(&bytes).map_err(bad_json)?;
     let mut out = Vec::new();
     expand(parsed, &mut out, false)?;
     Ok(state.bus.publish(out).await?)
+}
+
+/// A body serde_json refused: not JSON at all, or JSON that is none of the publish forms
+/// (a string, an array, a field of the wrong type), which the answer tells apart.
+pub(crate) fn bad_json(e: serde_json::Error) -> ApiError {
+    ApiError::BadJson(match e.classify() {
+        serde_json::error::Category::Data => {
+            format!("the body is JSON but not a publish request: {e}")
+        }
+        _ => format!("the body is not valid JSON: {e}"),
+    })
 }
 
 /// Flattens one body into (channel, data) pairs, validating as it goes.
@@ -201,8 +211,7 @@ mod tests {
     use super::*;
 
     fn run(body: &str) -> Result<Vec<(String, String)>, ApiError> {
-        let parsed: PublishBody<'_> =
-            serde_json::from_str(body).map_err(|e| ApiError::BadJson(e.to_string()))?;
+        let parsed: PublishBody<'_> = serde_json::from_str(body).map_err(bad_json)?;
         let mut out = Vec::new();
         expand(parsed, &mut out, false)?;
         Ok(out
@@ -236,6 +245,20 @@ mod tests {
     }
 
     #[test]
+    fn bad_json_says_whether_the_body_is_json() {
+        let message = |b: &str| run(b).unwrap_err().to_string();
+        assert!(message("{").starts_with("the body is not valid JSON: "));
+        let array = message(r#"[{"channel":"a","data":1}]"#);
+        assert!(
+            array.starts_with("the body is JSON but not a publish request: invalid type: sequence")
+                && array.contains(r#"expected an object such as {"channel":"news","data":…}"#),
+            "{array}"
+        );
+        assert!(message(r#"{"channel":1,"data":1}"#)
+            .starts_with("the body is JSON but not a publish request: invalid type: integer"));
+    }
+
+    #[test]
     fn bad_bodies() {
         let code = |b: &str| run(b).unwrap_err().code();
         assert_eq!(code("{"), "bad_json");
@@ -253,6 +276,11 @@ mod tests {
             "bad_request"
         );
         assert_eq!(code(r#"[1]"#), "bad_json");
+        // Arrays, at the top or in `messages`, are none of the forms, even where serde's
+        // derive would read them by position.
+        assert_eq!(code(r#"["a",null,false,1]"#), "bad_json");
+        assert_eq!(code(r#"{"messages":[["a",null,false,1]]}"#), "bad_json");
+        assert_eq!(code(r#"[{"channel":"a","data":1}]"#), "bad_json");
         assert_eq!(
             code(&format!("{}1{}", "[".repeat(500), "]".repeat(500))),
             "bad_json"
