@@ -1,0 +1,108 @@
+# The figures of docs/PERFORMANCE.md's round 31 section, from the runs' JSON:
+#   python3 bench/results/round31-epyc/derived.py > bench/results/round31-epyc/derived.txt
+import pathlib
+import statistics
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from run_figures import (bare_write_by_round, latency_by_batch, load, median_batch_minus_floor,  # noqa: E402
+                         report, result, round_figures, run_headers, stalled_pairs)
+
+FULL = ["EB 20261127T202335Z", "EC 20261127T203621Z", "ED 20261127T204231Z", "EE 20261127T204840Z"]
+IDLE = "EF 20261127T205034Z"
+
+# The full runs' figures, their headers (system call, bare write, build, pinning, steal),
+# slow batches beside the bare write's and with the host's steal, the loopback write
+# against rounds 28 and 29 (the same kind of AMD EPYC, CPU family 25 model 17; host.txt
+# is round 29's but for its first line, checked with `diff`), each median batch against
+# its CPU floor, and the clients-idle run. Every run is of this round's one build, the code
+# of round 30's last commit (d603326).
+ROUND28 = ["DK 20261127T150443Z", "DL 20261127T151605Z", "DN 20261127T152345Z", "DO 20261127T152927Z"]
+ROUND29 = ["DQ 20261127T165150Z", "DR 20261127T165923Z", "DS 20261127T170608Z", "DU 20261127T171407Z"]
+round_figures("with --pin-workers (round 23's fan-out), AMD EPYC of rounds 27 to 29's kind", "round 31", FULL,
+              IDLE, [("round 28", ROUND28), ("round 29", ROUND29)])
+
+# latency-500 of the full runs: where each run's p99 comes from, batch by batch.
+latency_by_batch(FULL)
+run_headers([IDLE])
+
+# The stalled-readers pair of each full run.
+stalled_pairs(FULL)
+
+# Where a fanout-15k batch's CPU floor comes from: the gateway's and the clients' CPU per
+# batch (ms), and what the gateway's share alone would take over the two cores.
+for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
+    for run in FULL:
+        name, stamp = run.split()
+        r = result(load(stamp), sc)
+        gw, cl = (r[k] * 1000 / r["batches"] for k in ("gateway_cpu_s", "clients_cpu_s"))
+        print(f"{name} {sc}: per batch gateway {gw:.0f} ms of CPU ({r['gateway_sys_s'] / r['gateway_cpu_s']:.0%} in the "
+              f"kernel), clients {cl:.0f} ms; the gateway's alone over two cores {gw / 2:.0f} ms; floor minus the floor "
+              f"without the gateway's user-mode CPU {r['batch_cpu_floor_ms'] - r['batch_floor_without_gateway_code_ms']:+.1f} ms")
+
+# The gateway's CPU per frame over the bare write, µs, in each fanout-15k scenario of the
+# full runs, beside what the HTTP publishes cost per frame at 100 a second (their CPU per
+# request at rate 100 in http-cost-by-rate.txt, written by round 25's script on this host,
+# over 15,000 frames a second).
+for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
+    excess = []
+    for run in FULL:
+        r = result(load(run.split()[1]), sc)
+        excess.append(r["cpu_us_per_frame"] - r["bare"]["cpu_us_per_write"])
+    print(f"{sc}: gateway CPU per frame minus the bare write, EB-EE: " + " / ".join(f"{e:+.2f}" for e in excess) + " µs")
+here = pathlib.Path(__file__).resolve().parent
+per_request = [float(line.split("gateway: ")[1].split(" µs")[0])
+               for line in (here / "http-cost-by-rate.txt").read_text().splitlines()
+               if line.startswith("rate 100, CPUs idle between requests: ")]
+print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in per_request) + " µs per request = "
+      + " / ".join(f"{c * 100 / 15000:.2f}" for c in per_request) + " µs per frame at 15,000 frames a second")
+
+
+# Criterion's median estimates (the middle of each `time:` line) in EB against round 29's
+# DQ and DV (this host's kind) and round 30's DW (a Xeon), and their ratio.
+def criterion(path):
+    lines = path.read_text().splitlines()
+    out = {}
+    for name, line in zip(lines, lines[1:]):
+        if line.strip().startswith("time:") and "/" in name and " " not in name.strip():
+            value, unit = line.split("[")[1].split()[2:4]
+            out[name.strip()] = float(value) * {"ns": 1e-3, "µs": 1.0, "ms": 1e3}[unit]
+    return out
+
+
+eb = criterion(here / "criterion-EB.txt")
+others = [("round 29's DQ", here.parent / "round29-epyc" / "criterion-DQ.txt"),
+          ("round 29's DV", here.parent / "round29-epyc" / "criterion-DV.txt"),
+          ("round 30's DW", here.parent / "round30-xeon" / "criterion-DW.txt")]
+for name, us in eb.items():
+    print(f"criterion {name}: EB {us:.2f} µs; " + "; ".join(
+        f"{label} {criterion(path)[name]:.2f} µs, EB {us / criterion(path)[name]:.2f} x" for label, path in others))
+
+# What a deployment can expect: a batch's fan-out to 15,000 connections over two cores at
+# the fanout-15k scenarios' CPU per frame (EB-EE), the clients elsewhere.
+per_frame = [result(load(run.split()[1]), sc)["cpu_us_per_frame"]
+             for run in FULL for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis")]
+print(f"15,000 x {min(per_frame):.2f}-{max(per_frame):.2f} µs / 2 cores = "
+      f"{15000 * min(per_frame) / 2 / 1000:.0f}-{15000 * max(per_frame) / 2 / 1000:.0f} ms per batch, "
+      f"median {15000 * statistics.median(per_frame) / 2 / 1000:.0f} ms")
+
+# The round's final build (a publish body is read from a JSON object only; the HTTP
+# publish path parses the same objects the same way): three more full runs, EG, EH and EI.
+FINAL = ["EG 20261127T210801Z", "EH 20261127T211457Z", "EI 20261127T212102Z"]
+report("the round's final build, bench run --size full", FINAL)
+run_headers(FINAL)
+stalled_pairs(FINAL)
+
+# `make bench-quick` (bench-quick-time.txt): its figures as the docs quote them.
+quick = __import__("json").loads((here.parent / "20261127T205325Z-quick.json").read_text())
+q = {r["scenario"]["name"]: r for r in quick["results"]}
+print(f"quick 20261127T205325Z: fanout-3k {q['fanout-3k']['cpu_us_per_frame']:.2f} µs per frame, "
+      f"{q['fanout-3k']['cpu_ratio_to_bare']:.2f} x, read p99 {q['fanout-3k']['excess_p99_ms']:.1f} ms; "
+      f"latency-500 read {q['latency-500']['excess_p99_ms']:.1f}, arrival {q['latency-500']['arrival_ms'][2]:.1f} ms; "
+      f"RSS {q['idle-3k']['rss_idle_kib_per_conn']:.2f} KiB per idle connection; Socket.IO "
+      f"{q['compare-pushfleet']['messages_per_cpu_s'] / q['compare-socketio']['messages_per_cpu_s']:.1f} x")
+median_batch_minus_floor("the final build", FINAL)
+bare_write_by_round([("round 31, the final build", FINAL), ("round 31, all seven full runs", FULL + FINAL)])
+for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
+    print(f"the final build, {sc}: CPU per frame " + " / ".join(
+        f"{result(load(run.split()[1]), sc)['cpu_ratio_to_bare']:.2f}" for run in FINAL) + " x the bare write")
