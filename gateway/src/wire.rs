@@ -172,7 +172,8 @@ pub struct PublishBody<'a> {
 
 /// [`PublishBody`]'s fields as serde's derive reads them. The derive alone would also
 /// take a positional array (`["news",null,false,1]` as a channel and its data), which is
-/// not one of the API's forms; `PublishBody`'s `Deserialize` hands this one a map only.
+/// not one of the API's forms; `PublishBody`'s `Deserialize` hands this one a map only
+/// ([`from_map`]).
 #[derive(Deserialize)]
 struct PublishFields<'a> {
     #[serde(default)]
@@ -189,20 +190,8 @@ struct PublishFields<'a> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for PublishBody<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        struct ObjectOnly<'a>(std::marker::PhantomData<PublishFields<'a>>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for ObjectOnly<'a> {
-            type Value = PublishFields<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(r#"an object such as {"channel":"news","data":…}"#)
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<Self::Value, A::Error> {
-                PublishFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-        let f = de.deserialize_map(ObjectOnly(std::marker::PhantomData))?;
+        let f: PublishFields<'a> =
+            from_map(de, r#"an object such as {"channel":"news","data":…}"#)?;
         Ok(PublishBody {
             channel: f.channel,
             channels: f.channels,
@@ -211,6 +200,37 @@ impl<'de: 'a, 'a> Deserialize<'de> for PublishBody<'a> {
             messages: f.messages,
         })
     }
+}
+
+/// What a malformed client command's error names as expected ([`from_map`]).
+pub const COMMAND_FORM: &str = r#"an object such as {"op":"subscribe","channels":["news"]}"#;
+
+/// Reads a `T` from a JSON object or a MessagePack map only, where serde's derive would
+/// also take an array, by position (a struct's fields, or an internally tagged enum's tag
+/// and fields): the wire's forms are all objects. `expecting` names the form in the error
+/// for anything else.
+pub fn from_map<'de, D, T>(de: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct MapOnly<T> {
+        expecting: &'static str,
+        value: std::marker::PhantomData<T>,
+    }
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for MapOnly<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    de.deserialize_map(MapOnly {
+        expecting,
+        value: std::marker::PhantomData,
+    })
 }
 
 /// `data: null` is a value to publish, not an absent field.

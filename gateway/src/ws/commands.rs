@@ -5,14 +5,22 @@ use std::sync::Arc;
 use crate::auth::Identity;
 use crate::hub::{Channel, ConnHandle};
 use crate::state::AppState;
-use crate::wire::{validate_channel, ClientCommand, ErrorCode, IdOnly, RequestId, ServerReply};
+use crate::wire::{
+    from_map, validate_channel, ClientCommand, ErrorCode, IdOnly, RequestId, ServerReply,
+    COMMAND_FORM,
+};
 
 /// Decodes a command from a text (JSON) or binary (MessagePack) frame.
 pub fn parse(payload: &[u8], binary: bool) -> Result<ClientCommand, ServerReply> {
+    // Objects (maps) only: serde's derive alone would also take `["subscribe",["news"]]`.
     let parsed = if binary {
-        rmp_serde::from_slice::<ClientCommand>(payload).map_err(|e| e.to_string())
+        let mut de = rmp_serde::Deserializer::from_read_ref(payload);
+        from_map::<_, ClientCommand>(&mut de, COMMAND_FORM).map_err(|e| e.to_string())
     } else {
-        serde_json::from_slice::<ClientCommand>(payload).map_err(|e| e.to_string())
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        from_map::<_, ClientCommand>(&mut de, COMMAND_FORM)
+            .and_then(|cmd| de.end().map(|()| cmd))
+            .map_err(|e| e.to_string())
     };
     parsed.map_err(|why| {
         let id = if binary {
@@ -155,5 +163,44 @@ mod tests {
         assert!(parse(b"\xff\x00", true).is_err());
         let deep = "[".repeat(10_000);
         assert!(parse(deep.as_bytes(), false).is_err());
+    }
+
+    #[test]
+    fn commands_are_objects_only() {
+        let message = |payload: &[u8], binary| match parse(payload, binary) {
+            Err(ServerReply::Error {
+                code: ErrorCode::BadRequest,
+                message,
+                ..
+            }) => message,
+            other => panic!("unexpected {other:?}"),
+        };
+        // The first one serde's derive alone read as a subscribe to `news`.
+        for bad in [
+            &br#"["subscribe",["news"]]"#[..],
+            br#"[{"op":"ping"}]"#,
+            b"null",
+            b"1",
+        ] {
+            let m = message(bad, false);
+            assert!(m.contains(COMMAND_FORM), "{m}");
+        }
+        // MessagePack: a map is a command, an array (rmp-serde's default for a struct) not.
+        let subscribe = ClientCommand::Subscribe {
+            channels: vec!["news".into()],
+            id: Some(RequestId::Int(3)),
+        };
+        let map = rmp_serde::to_vec_named(&subscribe).unwrap();
+        assert_eq!(parse(&map, true).unwrap(), subscribe);
+        let array = rmp_serde::to_vec(&subscribe).unwrap();
+        assert!(message(&array, true).contains(COMMAND_FORM));
+        // JSON: one object, whitespace around it allowed, nothing after it.
+        assert_eq!(
+            parse(br#" {"op":"ping","id":7} "#, false).unwrap(),
+            ClientCommand::Ping {
+                id: Some(RequestId::Int(7))
+            }
+        );
+        assert!(parse(br#"{"op":"ping"} {"op":"ping"}"#, false).is_err());
     }
 }
