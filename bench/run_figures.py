@@ -271,3 +271,34 @@ def stalled_before_close(r, s):
     frames = (r["gateway_frames_sent"] - r["frames_delivered"]) / s["stalled"]
     return (f"; frames sent to each stalled one before its close {frames:.0f} "
             f"({frames * r['avg_frame_bytes'] / 1e6:.1f} MB, {frames / s['rate']:.1f} s of publishing)")
+
+
+def excess_over_bare(label, runs):
+    """Per fanout-15k scenario: the gateway's CPU per frame minus the bare write in each of
+    `runs`, µs, one line each."""
+    for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
+        rows = [result(load(run.split()[1]), sc) for run in runs]
+        excess = [r["cpu_us_per_frame"] - r["bare"]["cpu_us_per_write"] for r in rows]
+        print(f"{sc}: gateway CPU per frame minus the bare write, {label}: " + " / ".join(f"{e:+.2f}" for e in excess) + " µs")
+
+
+def criterion_medians(path):
+    """Criterion's median estimates (the middle of each `time:` line) in a saved `cargo
+    bench` output, µs by benchmark name."""
+    lines = pathlib.Path(path).read_text().splitlines()
+    out = {}
+    for name, line in zip(lines, lines[1:]):
+        if line.strip().startswith("time:") and "/" in name and " " not in name.strip():
+            value, unit = line.split("[")[1].split()[2:4]
+            out[name.strip()] = float(value) * {"ns": 1e-3, "µs": 1.0, "ms": 1e3}[unit]
+    return out
+
+
+def deployment_estimate(runs):
+    """What a deployment with the clients elsewhere can expect: a batch's fan-out to 15,000
+    connections over two cores at the fanout-15k scenarios' CPU per frame in `runs`."""
+    per_frame = [result(load(run.split()[1]), sc)["cpu_us_per_frame"]
+                 for run in runs for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis")]
+    print(f"15,000 x {min(per_frame):.2f}-{max(per_frame):.2f} µs / 2 cores = "
+          f"{15000 * min(per_frame) / 2 / 1000:.0f}-{15000 * max(per_frame) / 2 / 1000:.0f} ms per batch, "
+          f"median {15000 * statistics.median(per_frame) / 2 / 1000:.0f} ms")

@@ -4,8 +4,8 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (latency_by_batch, load, result, round_figures, run_headers,  # noqa: E402
-                         stalled_pairs)
+from run_figures import (criterion_medians, latency_by_batch, load, result, round_figures,  # noqa: E402
+                         run_headers, stalled_pairs)
 
 FULL = ["DW 20261127T190151Z", "DX 20261127T191809Z", "DY 20261127T192428Z", "DZ 20261127T193039Z"]
 IDLE = "EA 20261127T193232Z"
@@ -56,16 +56,7 @@ print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in per_requ
 
 # Criterion's median estimates (the middle of each `time:` line) in DW against round 29's
 # DQ, and their ratio.
-def criterion(path):
-    lines = path.read_text().splitlines()
-    out = {}
-    for name, line in zip(lines, lines[1:]):
-        if line.strip().startswith("time:") and "/" in name and " " not in name.strip():
-            value, unit = line.split("[")[1].split()[2:4]
-            out[name.strip()] = float(value) * {"ns": 1e-3, "µs": 1.0, "ms": 1e3}[unit]
-    return out
-
-
+criterion = criterion_medians  # moved to run_figures in round 31
 dw = criterion(here / "criterion-DW.txt")
 dq = criterion(here.parent / "round29-epyc" / "criterion-DQ.txt")
 for name, us in dw.items():

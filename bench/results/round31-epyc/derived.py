@@ -1,12 +1,12 @@
 # The figures of docs/PERFORMANCE.md's round 31 section, from the runs' JSON:
 #   python3 bench/results/round31-epyc/derived.py > bench/results/round31-epyc/derived.txt
 import pathlib
-import statistics
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (bare_write_by_round, latency_by_batch, load, median_batch_minus_floor,  # noqa: E402
-                         report, result, round_figures, run_headers, stalled_pairs)
+from run_figures import (bare_write_by_round, criterion_medians, deployment_estimate, excess_over_bare,  # noqa: E402
+                         latency_by_batch, load, median_batch_minus_floor, per_request, report, result,
+                         round_figures, run_headers, stalled_pairs)
 
 FULL = ["EB 20261127T202335Z", "EC 20261127T203621Z", "ED 20261127T204231Z", "EE 20261127T204840Z"]
 IDLE = "EF 20261127T205034Z"
@@ -44,47 +44,26 @@ for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
 # full runs, beside what the HTTP publishes cost per frame at 100 a second (their CPU per
 # request at rate 100 in http-cost-by-rate.txt, written by round 25's script on this host,
 # over 15,000 frames a second).
-for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
-    excess = []
-    for run in FULL:
-        r = result(load(run.split()[1]), sc)
-        excess.append(r["cpu_us_per_frame"] - r["bare"]["cpu_us_per_write"])
-    print(f"{sc}: gateway CPU per frame minus the bare write, EB-EE: " + " / ".join(f"{e:+.2f}" for e in excess) + " µs")
+excess_over_bare("EB-EE", FULL)
 here = pathlib.Path(__file__).resolve().parent
-per_request = [float(line.split("gateway: ")[1].split(" µs")[0])
-               for line in (here / "http-cost-by-rate.txt").read_text().splitlines()
-               if line.startswith("rate 100, CPUs idle between requests: ")]
-print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in per_request) + " µs per request = "
-      + " / ".join(f"{c * 100 / 15000:.2f}" for c in per_request) + " µs per frame at 15,000 frames a second")
+per_request_100 = per_request(here / "http-cost-by-rate.txt", "rate 100, CPUs idle between requests: ")
+print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in per_request_100) + " µs per request = "
+      + " / ".join(f"{c * 100 / 15000:.2f}" for c in per_request_100) + " µs per frame at 15,000 frames a second")
 
-
-# Criterion's median estimates (the middle of each `time:` line) in EB against round 29's
-# DQ and DV (this host's kind) and round 30's DW (a Xeon), and their ratio.
-def criterion(path):
-    lines = path.read_text().splitlines()
-    out = {}
-    for name, line in zip(lines, lines[1:]):
-        if line.strip().startswith("time:") and "/" in name and " " not in name.strip():
-            value, unit = line.split("[")[1].split()[2:4]
-            out[name.strip()] = float(value) * {"ns": 1e-3, "µs": 1.0, "ms": 1e3}[unit]
-    return out
-
-
-eb = criterion(here / "criterion-EB.txt")
-others = [("round 29's DQ", here.parent / "round29-epyc" / "criterion-DQ.txt"),
-          ("round 29's DV", here.parent / "round29-epyc" / "criterion-DV.txt"),
-          ("round 30's DW", here.parent / "round30-xeon" / "criterion-DW.txt")]
+# Criterion's median estimates in EB against round 29's DQ and DV (this host's kind) and
+# round 30's DW (a Xeon), and their ratio.
+eb = criterion_medians(here / "criterion-EB.txt")
+others = [(label, criterion_medians(path)) for label, path in [
+    ("round 29's DQ", here.parent / "round29-epyc" / "criterion-DQ.txt"),
+    ("round 29's DV", here.parent / "round29-epyc" / "criterion-DV.txt"),
+    ("round 30's DW", here.parent / "round30-xeon" / "criterion-DW.txt")]]
 for name, us in eb.items():
-    print(f"criterion {name}: EB {us:.2f} µs; " + "; ".join(
-        f"{label} {criterion(path)[name]:.2f} µs, EB {us / criterion(path)[name]:.2f} x" for label, path in others))
+    print(f"criterion {name}: EB {us:.2f} µs; "
+          + "; ".join(f"{label} {other[name]:.2f} µs, EB {us / other[name]:.2f} x" for label, other in others))
 
 # What a deployment can expect: a batch's fan-out to 15,000 connections over two cores at
 # the fanout-15k scenarios' CPU per frame (EB-EE), the clients elsewhere.
-per_frame = [result(load(run.split()[1]), sc)["cpu_us_per_frame"]
-             for run in FULL for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis")]
-print(f"15,000 x {min(per_frame):.2f}-{max(per_frame):.2f} µs / 2 cores = "
-      f"{15000 * min(per_frame) / 2 / 1000:.0f}-{15000 * max(per_frame) / 2 / 1000:.0f} ms per batch, "
-      f"median {15000 * statistics.median(per_frame) / 2 / 1000:.0f} ms")
+deployment_estimate(FULL)
 
 # The round's final build (a publish body is read from a JSON object only; the HTTP
 # publish path parses the same objects the same way): three more full runs, EG, EH and EI.
