@@ -65,10 +65,11 @@ for name, us in eb.items():
 # the fanout-15k scenarios' CPU per frame (EB-EE), the clients elsewhere.
 deployment_estimate(FULL)
 
-# The round's final build (a publish body is read from a JSON object only; the HTTP
+# The publish-body build (a publish body is read from a JSON object only; the HTTP
 # publish path parses the same objects the same way): three more full runs, EG, EH and EI.
 FINAL = ["EG 20261127T210801Z", "EH 20261127T211457Z", "EI 20261127T212102Z"]
-report("the round's final build, bench run --size full", FINAL)
+LAST = ["EJ 20261127T213552Z"]  # after the client-command rule (below)
+report("the publish-body build, bench run --size full", FINAL)
 run_headers(FINAL)
 stalled_pairs(FINAL)
 
@@ -80,8 +81,14 @@ print(f"quick 20261127T205325Z: fanout-3k {q['fanout-3k']['cpu_us_per_frame']:.2
       f"latency-500 read {q['latency-500']['excess_p99_ms']:.1f}, arrival {q['latency-500']['arrival_ms'][2]:.1f} ms; "
       f"RSS {q['idle-3k']['rss_idle_kib_per_conn']:.2f} KiB per idle connection; Socket.IO "
       f"{q['compare-pushfleet']['messages_per_cpu_s'] / q['compare-socketio']['messages_per_cpu_s']:.1f} x")
-median_batch_minus_floor("the final build", FINAL)
-bare_write_by_round([("round 31, the final build", FINAL), ("round 31, all seven full runs", FULL + FINAL)])
+median_batch_minus_floor("the publish-body build", FINAL)
+bare_write_by_round([("round 31, the publish-body build", FINAL), ("round 31, all eight full runs", FULL + FINAL + LAST)])
 for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
-    print(f"the final build, {sc}: CPU per frame " + " / ".join(
+    print(f"the publish-body build, {sc}: CPU per frame " + " / ".join(
         f"{result(load(run.split()[1]), sc)['cpu_ratio_to_bare']:.2f}" for run in FINAL) + " x the bare write")
+
+# The client-command rule (a command is read from an object or map only), after EG-EI:
+# one more full run of that build, EJ.
+report("the round's last build, bench run --size full", LAST)
+run_headers(LAST)
+stalled_pairs(LAST)
