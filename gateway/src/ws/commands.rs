@@ -12,29 +12,31 @@ use crate::wire::{
 
 /// Decodes a command from a text (JSON) or binary (MessagePack) frame.
 pub fn parse(payload: &[u8], binary: bool) -> Result<ClientCommand, ServerReply> {
-    // Objects (maps) only: serde's derive alone would also take `["subscribe",["news"]]`.
-    let parsed = if binary {
-        let mut de = rmp_serde::Deserializer::from_read_ref(payload);
-        from_map::<_, ClientCommand>(&mut de, COMMAND_FORM).map_err(|e| e.to_string())
-    } else {
-        let mut de = serde_json::Deserializer::from_slice(payload);
-        from_map::<_, ClientCommand>(&mut de, COMMAND_FORM)
-            .and_then(|cmd| de.end().map(|()| cmd))
-            .map_err(|e| e.to_string())
-    };
-    parsed.map_err(|why| {
-        let id = if binary {
-            rmp_serde::from_slice::<IdOnly>(payload).ok()
-        } else {
-            serde_json::from_slice::<IdOnly>(payload).ok()
-        }
-        .and_then(|i| i.id);
+    read_object::<ClientCommand>(payload, binary).map_err(|why| {
+        let id = read_object::<IdOnly>(payload, binary)
+            .ok()
+            .and_then(|i| i.id);
         error(
             ErrorCode::BadRequest,
             format!("not a valid command ({why}); expected op subscribe, unsubscribe or ping"),
             id,
         )
     })
+}
+
+/// Reads a `T` from one JSON object (nothing after it) or one MessagePack map: serde's
+/// derive alone would also take an array by position (`["subscribe",["news"]]` as a
+/// subscribe, `["x"]` as the id of a failed command).
+fn read_object<T: serde::de::DeserializeOwned>(payload: &[u8], binary: bool) -> Result<T, String> {
+    if binary {
+        let mut de = rmp_serde::Deserializer::from_read_ref(payload);
+        from_map(&mut de, COMMAND_FORM).map_err(|e: rmp_serde::decode::Error| e.to_string())
+    } else {
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        from_map(&mut de, COMMAND_FORM)
+            .and_then(|value| de.end().map(|()| value))
+            .map_err(|e| e.to_string())
+    }
 }
 
 pub fn error(code: ErrorCode, message: String, id: Option<RequestId>) -> ServerReply {
@@ -184,6 +186,11 @@ mod tests {
         ] {
             let m = message(bad, false);
             assert!(m.contains(COMMAND_FORM), "{m}");
+        }
+        // Nor is an array's first element taken for the failed command's id.
+        match parse(br#"["x"]"#, false) {
+            Err(ServerReply::Error { id, .. }) => assert_eq!(id, None),
+            other => panic!("unexpected {other:?}"),
         }
         // MessagePack: a map is a command, an array (rmp-serde's default for a struct) not.
         let subscribe = ClientCommand::Subscribe {
