@@ -585,6 +585,33 @@ async fn bad_publish_requests_get_json_errors_and_keys_rotate() {
         (r.status, r.error_code()),
         (400, "bad_handshake".to_owned())
     );
+    // A key that is not 16 bytes in base64 (RFC 6455 §4.2.1) was upgraded all the same.
+    let upgrade = |key: &'static str| {
+        let addr = gw.public;
+        async move {
+            let headers = [
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", key),
+            ];
+            // Bounded: an upgraded connection would not end by itself.
+            within(
+                "the upgrade's answer",
+                http::request(addr, "GET", "/ws?channels=a", &headers, b""),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let r = upgrade("short").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "bad_handshake".to_owned()),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("Sec-WebSocket-Key"), "{}", r.body);
     assert_eq!(
         gw.metric("pushfleet_publish_requests_total", "status=\"401\"")
             .await,

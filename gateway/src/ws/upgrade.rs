@@ -121,10 +121,23 @@ fn check_handshake(req: &Request<Incoming>) -> Result<(), Refusal> {
     {
         return Err(Refusal::BadHandshake("`Sec-WebSocket-Version` must be 13"));
     }
-    if h.get(http::header::SEC_WEBSOCKET_KEY).is_none() {
-        return Err(Refusal::BadHandshake("missing `Sec-WebSocket-Key`"));
+    match h.get(http::header::SEC_WEBSOCKET_KEY) {
+        None => Err(Refusal::BadHandshake("missing `Sec-WebSocket-Key`")),
+        Some(key) if !is_websocket_key(key.as_bytes()) => Err(Refusal::BadHandshake(
+            "`Sec-WebSocket-Key` must be 16 bytes in base64 (24 characters)",
+        )),
+        Some(_) => Ok(()),
     }
-    Ok(())
+}
+
+/// RFC 6455 §4.2.1: the key is 16 bytes in base64, i.e. 22 characters of its alphabet and
+/// `==` (a header value comes without the whitespace around it).
+fn is_websocket_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -291,6 +304,24 @@ mod tests {
         assert_eq!(token.as_deref(), Some("x+y"));
         assert!(parse_query(None).0.is_empty());
         assert!(parse_query(Some("channels=")).0.is_empty());
+    }
+
+    #[test]
+    fn websocket_keys() {
+        // RFC 6455's example key, and 16 bytes of 0xff.
+        assert!(is_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(is_websocket_key(b"/////////////////////w=="));
+        for bad in [
+            &b""[..],
+            b"short",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZQ==x",
+            b"dGhlIHNhbXBsZSBub25jZ===",
+            b"dGhlIHNhbXBsZSBub25jZ.==",
+            b"dGhlIHNhbXBsZSBub25jZQ=",
+        ] {
+            assert!(!is_websocket_key(bad), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
