@@ -60,12 +60,67 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pushctl: {e:#}");
+            eprintln!("pushctl: {}", describe(&e));
             if e.is::<publish::Usage>() {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// The error and its causes, "outer: inner", each said once: some errors (Redis's,
+/// tungstenite's) already print their source in their own message, which anyhow's `{:#}`
+/// would print again.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prints its source in its own message, as Redis's errors do.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "cannot reach the server: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn causes_already_in_a_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = anyhow::Error::new(Repeats(io)).context("cannot connect to Redis at redis://x");
+        assert_eq!(
+            format!("{e:#}"),
+            "cannot connect to Redis at redis://x: cannot reach the server: refused: refused"
+        );
+        assert_eq!(
+            describe(&e),
+            "cannot connect to Redis at redis://x: cannot reach the server: refused"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(describe(&plain), "outer: inner");
     }
 }
