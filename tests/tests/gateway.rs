@@ -693,6 +693,23 @@ async fn health_and_readiness() {
     assert!(r.body.contains("Pushfleet"));
     let r = http::get(gw.internal, "/metrics").await;
     assert!(r.body.contains("pushfleet_connections "));
+    // HEAD answers as GET does, headers only (monitors and load balancers probe with it).
+    for (addr, path) in [
+        (gw.public, "/healthz"),
+        (gw.public, "/readyz"),
+        (gw.public, "/"),
+        (gw.internal, "/metrics"),
+    ] {
+        let r = within("a HEAD answer", http::request(addr, "HEAD", path, &[], b""))
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, ""), "HEAD {path}");
+        assert!(
+            r.headers.to_ascii_lowercase().contains("content-length"),
+            "HEAD {path}: {}",
+            r.headers
+        );
+    }
 }
 
 #[tokio::test]

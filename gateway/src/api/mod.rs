@@ -103,11 +103,18 @@ async fn recover(r: Rejection) -> Result<Response, Infallible> {
     Ok(err.into_response())
 }
 
+/// GET, or HEAD for the same resource (RFC 9110 §9.1: a server supports both; hyper
+/// sends a HEAD answer's headers without its body). Monitors and load balancers probe
+/// with either.
+fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Copy {
+    warp::get().or(warp::head()).unify()
+}
+
 fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let healthz = warp::path!("healthz")
-        .and(warp::get())
+        .and(get_or_head())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let readyz = warp::path!("readyz").and(warp::get()).map(move || {
+    let readyz = warp::path!("readyz").and(get_or_head()).map(move || {
         let (status, text) = match (state.is_draining(), state.bus.is_ready()) {
             (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
             (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable"),
@@ -125,7 +132,7 @@ pub fn public_routes(
     internal: std::net::SocketAddr,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let page: Arc<str> = crate::assets::index_html(internal).into();
-    let index = warp::path::end().and(warp::get()).map(move || {
+    let index = warp::path::end().and(get_or_head()).map(move || {
         warp::reply::with_header(
             warp::reply::html(page.to_string()),
             "cache-control",
@@ -139,11 +146,11 @@ pub fn public_routes(
             warp::reply::with_header(r, "cache-control", "no-cache").into_response()
         }
     };
-    let client_js = warp::path!("client.js").and(warp::get()).map(script(
+    let client_js = warp::path!("client.js").and(get_or_head()).map(script(
         crate::assets::CLIENT_JS,
         "text/javascript; charset=utf-8",
     ));
-    let client_dts = warp::path!("client.d.ts").and(warp::get()).map(script(
+    let client_dts = warp::path!("client.d.ts").and(get_or_head()).map(script(
         crate::assets::CLIENT_DTS,
         "application/typescript; charset=utf-8",
     ));
@@ -163,7 +170,7 @@ pub fn internal_routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let metrics_state = state.clone();
-    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+    let metrics = warp::path!("metrics").and(get_or_head()).map(move || {
         warp::reply::with_header(
             metrics_state.metrics.render(),
             "content-type",
