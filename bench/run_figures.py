@@ -302,3 +302,13 @@ def deployment_estimate(runs):
     print(f"15,000 x {min(per_frame):.2f}-{max(per_frame):.2f} µs / 2 cores = "
           f"{15000 * min(per_frame) / 2 / 1000:.0f}-{15000 * max(per_frame) / 2 / 1000:.0f} ms per batch, "
           f"median {15000 * statistics.median(per_frame) / 2 / 1000:.0f} ms")
+
+
+def http_publish_per_frame(path):
+    """The HTTP publish's CPU per request at 100 a second (the rate-100 lines of round 25's
+    `http-cost-by-rate.sh` output at `path`), per second and per frame of a 15,000-connection
+    batch, one line."""
+    cost = per_request(path, "rate 100, CPUs idle between requests: ")
+    print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in cost) + " µs per request = "
+          + " / ".join(f"{c * 100 / 1000:.1f}" for c in cost) + " ms of CPU per second = "
+          + " / ".join(f"{c * 100 / 15000:.2f}" for c in cost) + " µs per frame at 15,000 frames a second")

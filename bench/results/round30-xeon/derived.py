@@ -4,8 +4,8 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (criterion_medians, latency_by_batch, load, result, round_figures,  # noqa: E402
-                         run_headers, stalled_pairs)
+from run_figures import (criterion_medians, deployment_estimate, excess_over_bare, http_publish_per_frame,  # noqa: E402
+                         latency_by_batch, load, result, round_figures, run_headers, stalled_pairs)
 
 FULL = ["DW 20261127T190151Z", "DX 20261127T191809Z", "DY 20261127T192428Z", "DZ 20261127T193039Z"]
 IDLE = "EA 20261127T193232Z"
@@ -40,31 +40,17 @@ for run in FULL:
 # full runs, beside what the HTTP publishes cost per frame at 100 a second (their CPU per
 # request at rate 100 in http-cost-by-rate.txt, written by round 25's script on this host,
 # over 15,000 frames a second).
-for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
-    excess = []
-    for run in FULL:
-        r = result(load(run.split()[1]), sc)
-        excess.append(r["cpu_us_per_frame"] - r["bare"]["cpu_us_per_write"])
-    print(f"{sc}: gateway CPU per frame minus the bare write, DW-DZ: " + " / ".join(f"{e:.2f}" for e in excess) + " µs")
+excess_over_bare("DW-DZ", FULL)
 here = pathlib.Path(__file__).resolve().parent
-per_request = [float(line.split("gateway: ")[1].split(" µs")[0])
-               for line in (here / "http-cost-by-rate.txt").read_text().splitlines()
-               if line.startswith("rate 100, CPUs idle between requests: ")]
-print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in per_request) + " µs per request = "
-      + " / ".join(f"{c * 100 / 1000:.1f}" for c in per_request) + " ms of CPU per second = "
-      + " / ".join(f"{c * 100 / 15000:.2f}" for c in per_request) + " µs per frame at 15,000 frames a second")
+http_publish_per_frame(here / "http-cost-by-rate.txt")
 
 # Criterion's median estimates (the middle of each `time:` line) in DW against round 29's
 # DQ, and their ratio.
-criterion = criterion_medians  # moved to run_figures in round 31
-dw = criterion(here / "criterion-DW.txt")
-dq = criterion(here.parent / "round29-epyc" / "criterion-DQ.txt")
+dw = criterion_medians(here / "criterion-DW.txt")
+dq = criterion_medians(here.parent / "round29-epyc" / "criterion-DQ.txt")
 for name, us in dw.items():
     print(f"criterion {name}: DW {us:.2f} µs, round 29's DQ {dq[name]:.2f} µs, {us / dq[name]:.2f} x")
 
 # What a deployment can expect: a batch's fan-out to 15,000 connections over two cores at
 # the fanout-15k scenarios' CPU per frame (DW-DZ), the clients elsewhere.
-per_frame = [result(load(run.split()[1]), sc)["cpu_us_per_frame"]
-             for run in FULL for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis")]
-print(f"15,000 x {min(per_frame):.2f}-{max(per_frame):.2f} µs / 2 cores = "
-      f"{15000 * min(per_frame) / 2 / 1000:.0f}-{15000 * max(per_frame) / 2 / 1000:.0f} ms per batch")
+deployment_estimate(FULL)

@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from run_figures import (bare_write_by_round, criterion_medians, deployment_estimate, excess_over_bare,  # noqa: E402
-                         latency_by_batch, load, median_batch_minus_floor, per_request, report, result,
+                         http_publish_per_frame, latency_by_batch, load, median_batch_minus_floor, report, result,
                          round_figures, run_headers, stalled_pairs)
 
 FULL = ["EB 20261127T202335Z", "EC 20261127T203621Z", "ED 20261127T204231Z", "EE 20261127T204840Z"]
@@ -30,14 +30,15 @@ run_headers([IDLE])
 stalled_pairs(FULL)
 
 # Where a fanout-15k batch's CPU floor comes from: the gateway's and the clients' CPU per
-# batch (ms), and what the gateway's share alone would take over the two cores.
+# batch (ms), and what each share alone would take over the two cores.
 for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
     for run in FULL:
         name, stamp = run.split()
         r = result(load(stamp), sc)
         gw, cl = (r[k] * 1000 / r["batches"] for k in ("gateway_cpu_s", "clients_cpu_s"))
         print(f"{name} {sc}: per batch gateway {gw:.0f} ms of CPU ({r['gateway_sys_s'] / r['gateway_cpu_s']:.0%} in the "
-              f"kernel), clients {cl:.0f} ms; the gateway's alone over two cores {gw / 2:.0f} ms; floor minus the floor "
+              f"kernel), clients {cl:.0f} ms; over two cores the gateway's alone {gw / 2:.0f} ms, the clients' {cl / 2:.0f} ms; "
+              f"floor minus the floor "
               f"without the gateway's user-mode CPU {r['batch_cpu_floor_ms'] - r['batch_floor_without_gateway_code_ms']:+.1f} ms")
 
 # The gateway's CPU per frame over the bare write, µs, in each fanout-15k scenario of the
@@ -46,9 +47,7 @@ for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
 # over 15,000 frames a second).
 excess_over_bare("EB-EE", FULL)
 here = pathlib.Path(__file__).resolve().parent
-per_request_100 = per_request(here / "http-cost-by-rate.txt", "rate 100, CPUs idle between requests: ")
-print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in per_request_100) + " µs per request = "
-      + " / ".join(f"{c * 100 / 15000:.2f}" for c in per_request_100) + " µs per frame at 15,000 frames a second")
+http_publish_per_frame(here / "http-cost-by-rate.txt")
 
 # Criterion's median estimates in EB against round 29's DQ and DV (this host's kind) and
 # round 30's DW (a Xeon), and their ratio.
