@@ -226,6 +226,26 @@ async fn token_expiry_closes_the_connection_with_1008() {
 }
 
 #[tokio::test]
+async fn a_token_that_never_expires_is_served() {
+    // `exp` 2^64 − 1 ("never") and 10^19 s both overflowed the expiry timer's arithmetic:
+    // the session panicked and dropped the socket, leaving its connection counted.
+    let gw = jwt_gateway(&[]).await;
+    for (n, exp) in [u64::MAX, 10_000_000_000_000_000_000]
+        .into_iter()
+        .enumerate()
+    {
+        let channel = format!("forever{n}");
+        let tok = token_for("dora", &[&channel], exp, SECRET);
+        let mut c =
+            Client::connect(&gw.ws_url(&format!("token={tok}&channels={channel}")), None).await;
+        gw.wait_metric("pushfleet_subscriptions", "", 1.0).await;
+        good_client_still_served(&gw, &mut c, &channel).await;
+        drop(c);
+        gw.wait_metric("pushfleet_connections", "", 0.0).await;
+    }
+}
+
+#[tokio::test]
 async fn origins_connect_rate_and_unfinished_handshakes() {
     let gw = Gateway::builder()
         .arg(

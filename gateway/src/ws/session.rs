@@ -132,12 +132,16 @@ async fn flush(out: &Outbox) {
     }
 }
 
-/// When a token expires, as a deadline on tokio's clock.
+/// When a token expires, as a deadline on tokio's clock; `None` for a token without one
+/// or whose `exp` lies beyond what the clock can hold (a signed token may say `exp`
+/// 2^64 − 1 to mean "never": such a connection is never closed for its token).
 fn expiry_deadline(identity: &Identity) -> Option<Instant> {
     let exp = identity.expires_at()?;
     let now = crate::wire::now_unix_ms() / 1000;
-    let left = (exp + crate::auth::LEEWAY_SECS).saturating_sub(now);
-    Some(Instant::now() + Duration::from_secs(left))
+    let left = exp
+        .saturating_add(crate::auth::LEEWAY_SECS)
+        .saturating_sub(now);
+    Instant::now().checked_add(Duration::from_secs(left))
 }
 
 struct Session<'a> {
@@ -474,6 +478,45 @@ mod tests {
         assert_eq!(st.metrics.pings_sent.get(), 2, "and counted");
         drop(c);
         task.await.unwrap();
+        assert_eq!(st.hub.connection_count(), 0);
+    }
+
+    fn user(expires_at: u64) -> Identity {
+        Identity::User {
+            sub: "alice".into(),
+            patterns: vec!["a".into()],
+            expires_at,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_whose_exp_outlives_the_clock_has_no_deadline() {
+        let now = crate::wire::now_unix_ms() / 1000;
+        let soon = expiry_deadline(&user(now + 60)).expect("a deadline");
+        let left = soon - Instant::now();
+        assert!(
+            left >= Duration::from_secs(60) && left <= Duration::from_secs(66),
+            "{left:?}"
+        );
+        assert_eq!(expiry_deadline(&user(now - 60)), Some(Instant::now()));
+        // 2^64 − 1 overflowed `exp + leeway`; 10^19 s overflowed the clock's `Instant`.
+        for far in [u64::MAX, 10_000_000_000_000_000_000] {
+            assert_eq!(expiry_deadline(&user(far)), None, "{far}");
+        }
+        assert_eq!(expiry_deadline(&Identity::Anonymous), None);
+
+        // A session with such a token is served until it goes idle.
+        let st = state(&["--ping-interval-secs", "10", "--idle-timeout-secs", "30"]);
+        let p = SessionParams {
+            identity: Some(user(u64::MAX)),
+            ..params(&["a"])
+        };
+        let (mut c, task) = start(&st, p);
+        assert_eq!(read_frame(&mut c).await.0, 0x9);
+        assert!(st.hub.has_subscribers("a"));
+        while read_frame(&mut c).await.0 != 0x8 {}
+        drop(c);
+        task.await.expect("the session ends without a panic");
         assert_eq!(st.hub.connection_count(), 0);
     }
 
