@@ -501,6 +501,18 @@ async fn bad_publish_requests_get_json_errors_and_keys_rotate() {
             401,
             "unauthorized",
         ),
+        (
+            vec![ct, ("Authorization", "Basic new-key-456")],
+            ok.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            vec![ct, ("Authorization", "Bearernew-key-456")],
+            ok.clone(),
+            401,
+            "unauthorized",
+        ),
         (vec![auth_new], ok.clone(), 415, "unsupported_media_type"),
         (
             vec![auth_new, ("Content-Type", "text/plain")],
@@ -567,8 +579,14 @@ async fn bad_publish_requests_get_json_errors_and_keys_rotate() {
             body
         );
     }
-    // Both keys work (rotation).
-    for key in ["Bearer old-key-123", "Bearer new-key-456"] {
+    // Both keys work (rotation), with the scheme in any case (RFC 9110 §11.1; `bearer`
+    // got 401).
+    for key in [
+        "Bearer old-key-123",
+        "Bearer new-key-456",
+        "bearer old-key-123",
+        "BEARER  new-key-456",
+    ] {
         let r = post(vec![ct, ("Authorization", key)], ok.clone()).await;
         assert_eq!(r.status, 202, "{}", r.body);
         assert_eq!(r.json(), json!({"published": 1}));
@@ -615,7 +633,7 @@ async fn bad_publish_requests_get_json_errors_and_keys_rotate() {
     assert_eq!(
         gw.metric("pushfleet_publish_requests_total", "status=\"401\"")
             .await,
-        2.0
+        4.0
     );
 }
 

@@ -55,10 +55,13 @@ fn authorized(state: &AppState, headers: &http::HeaderMap) -> bool {
     if keys.is_empty() {
         return true;
     }
+    // The scheme is case-insensitive (RFC 9110 §11.1): `bearer k` is as good as `Bearer k`.
     let Some(given) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key)
     else {
         return false;
     };
