@@ -46,12 +46,30 @@ pub struct Args {
     /// NDJSON is read from stdin, one message per line.
     #[arg(value_name = "CHANNEL | DATA", num_args = 0..=2)]
     positional: Vec<String>,
-    /// Messages per second (with --count, or for stdin lines). Default: as fast as possible.
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Send DATA this many times.
-    #[arg(long, default_value_t = 1)]
+    /// Messages per second (with --count, or for stdin lines), from one a day to
+    /// 1,000,000,000. Default: as fast as possible.
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    rate: Option<Duration>,
+    /// Send DATA this many times (1 or more; 0 used to send nothing and succeed).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
+}
+
+/// `--rate N` as the interval between two messages: from 1 ns (10^9 a second, the timer's
+/// finest) to a day. Anything else, 0 and "inf" included, is a usage error; it used to
+/// go unpaced (0, negative, NaN) or panic building the interval (inf, 1e10, 1e-300).
+fn parse_rate(s: &str) -> Result<Duration, String> {
+    const SLOWEST: Duration = Duration::from_secs(86_400);
+    let n: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of messages per second"))?;
+    match Duration::try_from_secs_f64(1.0 / n) {
+        Ok(every) if n > 0.0 && !every.is_zero() && every <= SLOWEST => Ok(every),
+        _ => Err(format!(
+            "{s} is out of range: messages per second, from one a day (0.0000116) to 1000000000"
+        )),
+    }
 }
 
 /// A usage mistake clap cannot see (exit code 2).
@@ -249,8 +267,8 @@ fn check_json(s: &str) -> Result<String> {
 pub async fn run(args: Args) -> Result<()> {
     let (channel, data) = target(&args)?;
     let mut sink = Sink::open(&args).await?;
-    let mut pace = args.rate.filter(|r| *r > 0.0).map(|r| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
+    let mut pace = args.rate.map(|every| {
+        let mut t = tokio::time::interval(every);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         t
     });
@@ -278,4 +296,28 @@ pub async fn run(args: Args) -> Result<()> {
         sink.send(&channel, &json).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_intervals_the_timer_can_hold() {
+        assert_eq!(parse_rate("100"), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_rate(" 0.5 "), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_rate("1e9"), Ok(Duration::from_nanos(1)));
+        assert_eq!(parse_rate("0.0000116").map(|d| d.as_secs()), Ok(86_206));
+        // 0 and below went unpaced; inf and 1e10 made a zero interval (tokio panics);
+        // 1e-300 an interval no Duration holds (panic).
+        for bad in [
+            "0", "-5", "NaN", "inf", "1e10", "1e-300", "0.00001", "ten", "",
+        ] {
+            let e = parse_rate(bad).unwrap_err();
+            assert!(
+                e.contains("out of range") || e.contains("not a number"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -17,8 +17,8 @@ pub struct Args {
         default_value = "ws://127.0.0.1:8080/ws"
     )]
     url: String,
-    /// Exit after this many messages.
-    #[arg(long)]
+    /// Exit after this many messages (1 or more; 0 printed one all the same).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// Channels to watch (`*` broadcasts always arrive).
     #[arg(required = true)]

@@ -49,7 +49,9 @@ pub fn mint(args: &Args, now: u64) -> Result<String> {
     }
     let claims = Claims {
         sub: args.sub.clone(),
-        exp: now + parse_ttl(&args.ttl)?,
+        exp: now
+            .checked_add(parse_ttl(&args.ttl)?)
+            .ok_or_else(|| anyhow!("--ttl {:?} is out of range", args.ttl))?,
         nbf: None,
         iat: Some(now),
         channels: args
@@ -85,6 +87,20 @@ mod tests {
         assert!(parse_ttl("1y").is_err());
         assert!(parse_ttl("h").is_err());
         assert!(parse_ttl("0").is_err());
+    }
+
+    #[test]
+    fn a_ttl_past_the_end_of_time_is_refused() {
+        let args = Args {
+            secret: "dev-secret-0123456789".into(),
+            sub: "alice".into(),
+            channels: vec![],
+            ttl: "18446744073709551615".into(),
+        };
+        // It overflowed `now + ttl`: a panic in a debug build, a token already expired
+        // (wrapped) in a release one.
+        let e = mint(&args, 1_700_000_000).unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
     }
 
     #[test]

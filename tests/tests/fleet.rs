@@ -483,7 +483,16 @@ async fn pushctl_http_tail_and_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     // Usage errors: exit 2.
-    for args in [vec!["publish", "t", "1"], vec!["publish", "--url", &url]] {
+    for args in [
+        vec!["publish", "t", "1"],
+        vec!["publish", "--url", &url],
+        vec![
+            "publish", "--url", &url, "--rate", "inf", "--count", "2", "t", "1",
+        ],
+        vec!["publish", "--url", &url, "--rate", "0", "t", "1"],
+        vec!["publish", "--url", &url, "--count", "0", "t", "1"],
+        vec!["tail", "--count", "0", "t"],
+    ] {
         let out = pushctl(&args, &[]).await;
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
