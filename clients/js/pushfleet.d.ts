@@ -22,6 +22,12 @@ export interface PushfleetError {
   code: string;
   message: string;
   id?: number | string;
+  /**
+   * The channels of the refused subscribe. With `forbidden`, `invalid_channel` or
+   * `too_many_subscriptions` the channel is dropped: no handler of it is called and no
+   * reconnect subscribes it again.
+   */
+  channels?: string[];
 }
 
 export interface PushfleetOptions {

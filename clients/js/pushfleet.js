@@ -18,6 +18,9 @@ export const CloseCode = Object.freeze({
   TRY_AGAIN: 1013,
 });
 
+/** Error codes that refuse a subscribe for a channel itself: retrying cannot help. */
+const CHANNEL_REFUSALS = new Set(["forbidden", "invalid_channel", "too_many_subscriptions"]);
+
 const DEFAULTS = Object.freeze({
   minDelay: 500, // first reconnect delay ceiling, ms
   maxDelay: 20000, // largest reconnect delay ceiling, ms
@@ -57,6 +60,8 @@ export class Pushfleet {
     this._pongTimer = null;
     this._closedByUser = false;
     this._nextId = 1;
+    // Subscribe commands awaiting their answer on the current socket: id → channels.
+    this._pending = new Map();
     for (const ch of options.channels || []) this._handlers.set(ch, new Set());
     this._connect("connecting");
   }
@@ -83,7 +88,7 @@ export class Pushfleet {
       this._handlers.set(channel, set);
     }
     if (handler) set.add(handler);
-    if (isNew && channel !== "*") this._send({ op: "subscribe", channels: [channel], id: this._nextId++ });
+    if (isNew && channel !== "*") this._subscribe([channel]);
     return () => this.unsubscribe(channel, handler);
   }
 
@@ -164,7 +169,7 @@ export class Pushfleet {
       if (this._ws !== ws) return;
       this._attempt = 0;
       const chans = this.channels;
-      if (chans.length) this._send({ op: "subscribe", channels: chans, id: this._nextId++ });
+      if (chans.length) this._subscribe(chans);
       this._setState("open");
       this._armPing();
     };
@@ -176,6 +181,7 @@ export class Pushfleet {
     ws.onclose = (ev) => {
       if (this._ws !== ws) return;
       this._ws = null;
+      this._pending.clear();
       this._clearTimers();
       if (this._closedByUser) return;
       this._scheduleReconnect(ev.code);
@@ -190,7 +196,10 @@ export class Pushfleet {
     try {
       frame = JSON.parse(data);
     } catch (_) {
-      this._emit("error", { code: "bad_frame", message: "the gateway sent a frame that is not JSON" });
+      frame = null;
+    }
+    if (frame === null || typeof frame !== "object") {
+      this._emit("error", { code: "bad_frame", message: "the gateway sent a frame that is not a JSON object" });
       return;
     }
     switch (frame.op) {
@@ -198,10 +207,13 @@ export class Pushfleet {
         this._dispatch(frame);
         break;
       case "error":
-        this._emit("error", { code: frame.code, message: frame.message, id: frame.id });
+        this._refused(frame);
+        break;
+      case "subscribed":
+        this._pending.delete(frame.id);
         break;
       default:
-        // subscribed, unsubscribed, pong, and ops from later versions: nothing to do.
+        // unsubscribed, pong, and ops from later versions: nothing to do.
         break;
     }
   }
@@ -224,6 +236,35 @@ export class Pushfleet {
         }
       }
     });
+  }
+
+  /** Subscribes `channels` in one command, remembering them until the gateway answers. */
+  _subscribe(channels) {
+    const id = this._nextId++;
+    if (this._send({ op: "subscribe", channels, id })) this._pending.set(id, channels);
+  }
+
+  /**
+   * An error frame. The gateway refuses a whole subscribe command for one channel it will
+   * not take (forbidden, invalid, over the limit), so a command of several channels (the
+   * resubscribe after a reconnect) is sent again one channel each; a refused single channel
+   * is dropped, so that no later resubscribe carries it, and reported with its name.
+   */
+  _refused(frame) {
+    const error = { code: frame.code, message: frame.message, id: frame.id };
+    const channels = this._pending.get(frame.id);
+    this._pending.delete(frame.id);
+    if (!channels || !CHANNEL_REFUSALS.has(frame.code)) {
+      this._emit("error", channels ? { ...error, channels } : error);
+      return;
+    }
+    if (channels.length > 1) {
+      // Which one was refused is not said: ask for each still wanted on its own.
+      for (const c of channels) if (this._handlers.has(c)) this._subscribe([c]);
+      return;
+    }
+    this._handlers.delete(channels[0]);
+    this._emit("error", { ...error, channels });
   }
 
   _send(obj) {

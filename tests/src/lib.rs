@@ -45,3 +45,20 @@ where
     })
     .await
 }
+
+/// An HS256 connect token for `sub`, granting `channels`, expiring at `exp` (unix seconds).
+pub fn token_for(sub: &str, channels: &[&str], exp: u64, secret: &str) -> String {
+    let claims = gateway::auth::Claims {
+        sub: sub.into(),
+        exp,
+        nbf: None,
+        iat: Some(gateway::wire::now_unix_ms() / 1000),
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+    };
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}

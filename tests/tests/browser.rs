@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use tests::browser::Browser;
-use tests::{http, Gateway, Redis};
+use tests::{http, token_for, Gateway, Redis};
 
 /// Creates `window.pf` subscribed to `channel`, collecting into `window.got` and
 /// `window.states`.
@@ -187,4 +187,45 @@ async fn demo_page_shows_live_batches_and_publish_commands() {
         b.screenshot(&std::path::Path::new(&dir).join("demo.png"))
             .await;
     }
+}
+
+/// A channel the token does not grant, among the page's channels at connect: the gateway
+/// refuses the whole subscribe for it, and the client used to leave it at that, so the
+/// page got nothing at all. Now it asks for each channel alone and drops the refused one.
+#[tokio::test]
+async fn a_forbidden_channel_does_not_cost_the_page_its_other_channels() {
+    const SECRET: &str = "browser-test-secret-0123456789";
+    let gw = Gateway::builder()
+        .arg("--auth", "jwt")
+        .env("PUSHFLEET_JWT_SECRET", SECRET)
+        .arg("--merge-window-ms", 0)
+        .start()
+        .await;
+    let exp = gateway::wire::now_unix_ms() / 1000 + 600;
+    let token = token_for("erin", &["news"], exp, SECRET);
+    let mut b = Browser::open(&format!("http://{}/healthz", gw.public)).await;
+    let ws_url = gw.ws_url("");
+    b.eval(&format!(
+        r#"(async () => {{
+            const {{ Pushfleet }} = await import("/client.js");
+            window.got = []; window.errors = [];
+            window.pf = new Pushfleet({ws_url:?}, {{ token: {token:?}, channels: ["news", "secret"] }});
+            pf.on("error", (e) => errors.push(e));
+            pf.subscribe("news", (m) => got.push(m));
+            return true;
+        }})()"#
+    ))
+    .await;
+    wait_open(&mut b).await;
+    gw.wait_metric("pushfleet_subscriptions", "", 1.0).await;
+    b.wait_for("the refusal", "errors.length >= 1").await;
+    assert_eq!(
+        b.eval("errors.map((e) => [e.code, e.channels])").await,
+        json!([["forbidden", ["secret"]]])
+    );
+    assert_eq!(b.eval("pf.channels").await, json!(["news"]));
+    gw.publish_ok(json!({"channel": "news", "data": "granted"}))
+        .await;
+    b.wait_for("the news", "got.length >= 1").await;
+    assert_eq!(b.eval("got").await, json!(["granted"]));
 }

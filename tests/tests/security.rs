@@ -9,29 +9,13 @@ use gateway::auth::Claims;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tests::raw::{frame, RawWs};
-use tests::{http, within, Client, Gateway, Redis};
+use tests::{http, token_for, within, Client, Gateway, Redis};
 use tokio::io::AsyncReadExt;
 
 const SECRET: &str = "security-test-secret-0123456789";
 
 fn now() -> u64 {
     gateway::wire::now_unix_ms() / 1000
-}
-
-fn token_for(sub: &str, channels: &[&str], exp: u64, secret: &str) -> String {
-    let claims = Claims {
-        sub: sub.into(),
-        exp,
-        nbf: None,
-        iat: Some(now()),
-        channels: channels.iter().map(|c| c.to_string()).collect(),
-    };
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
 }
 
 async fn jwt_gateway(extra: &[(&str, &str)]) -> Gateway {

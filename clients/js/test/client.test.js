@@ -114,6 +114,42 @@ test("error frames become error events; the connection stays", () => {
   assert.equal(pf.state, "open");
 });
 
+test("a refused channel is dropped and named; the others of its command are asked for alone", () => {
+  const { pf, errors } = client({ channels: ["news", "secret", "scores"] });
+  const got = [];
+  pf.subscribe("news", (m) => got.push(m));
+  const ws = last();
+  ws.open();
+  const all = ws.sent[0];
+  assert.deepEqual(all.channels, ["news", "secret", "scores"]);
+  // The gateway refuses the whole command for one channel: each is asked for on its own.
+  ws.frame({ op: "error", code: "forbidden", message: "not granted", id: all.id });
+  const singles = ws.sent.slice(1);
+  assert.deepEqual(singles.map((m) => m.channels), [["news"], ["secret"], ["scores"]]);
+  assert.deepEqual(errors, [], "the group's refusal is not reported: its channels are retried");
+  ws.frame({ op: "subscribed", channels: ["news"], id: singles[0].id });
+  ws.frame({ op: "error", code: "forbidden", message: "not granted", id: singles[1].id });
+  ws.frame({ op: "subscribed", channels: ["scores"], id: singles[2].id });
+  assert.deepEqual(errors, [{ code: "forbidden", message: "not granted", id: singles[1].id, channels: ["secret"] }]);
+  assert.deepEqual(pf.channels, ["news", "scores"]);
+  ws.frame({ op: "batch", channel: "news", messages: [1] });
+  assert.deepEqual(got, [1]);
+  // A reconnect asks again only for what was granted.
+  ws.drop(1006);
+  mock.timers.tick(250);
+  last().open();
+  assert.deepEqual(last().sent.map((m) => m.channels), [["news", "scores"]]);
+  // Other refusals (rate_limited) keep the channel and are reported with its name.
+  pf.subscribe("later", () => {});
+  const later = last().sent.at(-1);
+  last().frame({ op: "error", code: "rate_limited", message: "slow down", id: later.id });
+  assert.deepEqual(errors.at(-1).channels, ["later"]);
+  assert.ok(pf.channels.includes("later"));
+  // A frame that is JSON but not an object is reported, not thrown.
+  last().frame(null);
+  assert.equal(errors.at(-1).code, "bad_frame");
+});
+
 test("reconnects with backoff after a drop and resubscribes", () => {
   const { pf, states } = client({ channels: ["a"] });
   last().open();
