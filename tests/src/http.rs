@@ -21,6 +21,14 @@ impl Response {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
     }
 
+    /// The value of header `name` (any case), if the response has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
     /// `error.code` of a JSON error body.
     pub fn error_code(&self) -> String {
         self.json()["error"]["code"]

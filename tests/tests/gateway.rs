@@ -622,6 +622,29 @@ async fn bad_publish_requests_get_json_errors_and_keys_rotate() {
             .unwrap()
         }
     };
+    // Another protocol version: 426 naming the one spoken (RFC 6455 §4.4; it was a 400
+    // without the header).
+    let r = within(
+        "the upgrade's answer",
+        http::request(
+            gw.public,
+            "GET",
+            "/ws",
+            &[
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Version", "8"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            b"",
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status, r.error_code(), r.header("sec-websocket-version")),
+        (426, "bad_handshake".to_owned(), Some("13"))
+    );
     let r = upgrade("short").await;
     assert_eq!(
         (r.status, r.error_code()),
@@ -728,6 +751,38 @@ async fn health_and_readiness() {
             r.headers
         );
     }
+    // Any other method: 405 with the `Allow` header RFC 9110 §15.5.6 requires (it had
+    // none); an unknown path stays 404 whatever the method.
+    for (addr, path, allow) in [
+        (gw.public, "/healthz", "GET, HEAD"),
+        (gw.public, "/readyz", "GET, HEAD"),
+        (gw.public, "/", "GET, HEAD"),
+        (gw.public, "/client.js", "GET, HEAD"),
+        (gw.public, "/client.d.ts", "GET, HEAD"),
+        (gw.public, "/ws", "GET"),
+        (gw.internal, "/metrics", "GET, HEAD"),
+        (gw.internal, "/healthz", "GET, HEAD"),
+        (gw.internal, "/api/publish", "POST"),
+    ] {
+        for method in ["DELETE", "PUT"] {
+            let r = within("a 405", http::request(addr, method, path, &[], b""))
+                .await
+                .unwrap();
+            assert_eq!(
+                (r.status, r.error_code(), r.header("allow")),
+                (405, "method_not_allowed".to_owned(), Some(allow)),
+                "{method} {path}: {}",
+                r.headers
+            );
+        }
+    }
+    let r = within(
+        "a 404",
+        http::request(gw.internal, "DELETE", "/nope", &[], b""),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status, r.error_code()), (404, "not_found".to_owned()));
 }
 
 #[tokio::test]

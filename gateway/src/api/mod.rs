@@ -103,6 +103,33 @@ async fn recover(r: Rejection) -> Result<Response, Infallible> {
     Ok(err.into_response())
 }
 
+/// Methods a resource answers, as its 405's `Allow` header lists them.
+const GET_HEAD: &str = "GET, HEAD";
+
+/// The resource at `path`: `handler` (which filters the methods it answers), and for any
+/// other method 405 with the `Allow: allow` header RFC 9110 §15.5.6 requires (warp's own
+/// 405 has none, and cannot know the path's methods).
+fn resource<P, H>(
+    path: P,
+    allow: &'static str,
+    handler: H,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
+where
+    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync,
+    H: Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync,
+{
+    path.and(
+        handler
+            .or(warp::any().map(move || {
+                let mut resp = ApiError::MethodNotAllowed.into_response();
+                resp.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                resp
+            }))
+            .unify(),
+    )
+}
+
 /// GET, or HEAD for the same resource (RFC 9110 §9.1: a server supports both; hyper
 /// sends a HEAD answer's headers without its body). Monitors and load balancers probe
 /// with either.
@@ -111,10 +138,13 @@ fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Copy {
 }
 
 fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let healthz = warp::path!("healthz")
-        .and(get_or_head())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
-    let readyz = warp::path!("readyz").and(get_or_head()).map(move || {
+    let healthz = resource(
+        warp::path!("healthz"),
+        GET_HEAD,
+        get_or_head()
+            .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response()),
+    );
+    let readyz = get_or_head().map(move || {
         let (status, text) = match (state.is_draining(), state.bus.is_ready()) {
             (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
             (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "bus_unavailable"),
@@ -123,7 +153,9 @@ fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Re
         let body = serde_json::json!({"status": text, "bus": state.bus.kind()});
         warp::reply::with_status(warp::reply::json(&body), status).into_response()
     });
-    healthz.or(readyz).unify()
+    healthz
+        .or(resource(warp::path!("readyz"), GET_HEAD, readyz))
+        .unify()
 }
 
 /// Routes of the public listener (besides `/ws`, which the server handles before warp).
@@ -132,28 +164,40 @@ pub fn public_routes(
     internal: std::net::SocketAddr,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let page: Arc<str> = crate::assets::index_html(internal).into();
-    let index = warp::path::end().and(get_or_head()).map(move || {
-        warp::reply::with_header(
-            warp::reply::html(page.to_string()),
-            "cache-control",
-            "no-cache",
-        )
-        .into_response()
-    });
+    let index = resource(
+        warp::path::end(),
+        GET_HEAD,
+        get_or_head().map(move || {
+            warp::reply::with_header(
+                warp::reply::html(page.to_string()),
+                "cache-control",
+                "no-cache",
+            )
+            .into_response()
+        }),
+    );
     let script = |body: &'static str, ctype: &'static str| {
         move || {
             let r = warp::reply::with_header(body, "content-type", ctype);
             warp::reply::with_header(r, "cache-control", "no-cache").into_response()
         }
     };
-    let client_js = warp::path!("client.js").and(get_or_head()).map(script(
-        crate::assets::CLIENT_JS,
-        "text/javascript; charset=utf-8",
-    ));
-    let client_dts = warp::path!("client.d.ts").and(get_or_head()).map(script(
-        crate::assets::CLIENT_DTS,
-        "application/typescript; charset=utf-8",
-    ));
+    let client_js = resource(
+        warp::path!("client.js"),
+        GET_HEAD,
+        get_or_head().map(script(
+            crate::assets::CLIENT_JS,
+            "text/javascript; charset=utf-8",
+        )),
+    );
+    let client_dts = resource(
+        warp::path!("client.d.ts"),
+        GET_HEAD,
+        get_or_head().map(script(
+            crate::assets::CLIENT_DTS,
+            "application/typescript; charset=utf-8",
+        )),
+    );
     health(state)
         .or(index)
         .unify()
@@ -170,7 +214,7 @@ pub fn internal_routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let metrics_state = state.clone();
-    let metrics = warp::path!("metrics").and(get_or_head()).map(move || {
+    let metrics = get_or_head().map(move || {
         warp::reply::with_header(
             metrics_state.metrics.render(),
             "content-type",
@@ -178,11 +222,16 @@ pub fn internal_routes(
         )
         .into_response()
     });
-    publish::route(state.clone())
-        .or(metrics)
-        .unify()
-        .or(health(state))
-        .unify()
-        .recover(recover)
-        .unify()
+    let metrics = resource(warp::path!("metrics"), GET_HEAD, metrics);
+    resource(
+        warp::path!("api" / "publish"),
+        "POST",
+        publish::route(state.clone()),
+    )
+    .or(metrics)
+    .unify()
+    .or(health(state))
+    .unify()
+    .recover(recover)
+    .unify()
 }

@@ -17,11 +17,11 @@ use crate::wire::{
     json_depth, validate_channel, PublishAccepted, PublishBody, BROADCAST, MAX_DATA_DEPTH,
 };
 
+/// `POST` of `/api/publish` (the path is [`super::internal_routes`]'s).
 pub fn route(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("api" / "publish")
-        .and(warp::post())
+    warp::post()
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(move |headers, body| {

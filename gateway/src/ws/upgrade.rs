@@ -27,6 +27,8 @@ enum Refusal {
     Draining,
     ServerFull,
     BadHandshake(&'static str),
+    /// `Sec-WebSocket-Version` other than 13 (or none): 426, naming the version we speak.
+    Version,
     MethodNotAllowed,
     Origin,
     Subprotocol,
@@ -38,6 +40,7 @@ impl Refusal {
         match self {
             Refusal::Draining | Refusal::ServerFull => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::BadHandshake(_) | Refusal::Subprotocol => StatusCode::BAD_REQUEST,
+            Refusal::Version => StatusCode::UPGRADE_REQUIRED,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::Origin => StatusCode::FORBIDDEN,
             Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -48,7 +51,7 @@ impl Refusal {
         match self {
             Refusal::Draining => "draining",
             Refusal::ServerFull => "server_full",
-            Refusal::BadHandshake(_) => "bad_handshake",
+            Refusal::BadHandshake(_) | Refusal::Version => "bad_handshake",
             Refusal::MethodNotAllowed => "method_not_allowed",
             Refusal::Origin => "origin_not_allowed",
             Refusal::Subprotocol => "unsupported_subprotocol",
@@ -61,6 +64,7 @@ impl Refusal {
             Refusal::Draining => "this gateway is draining; connect to another one",
             Refusal::ServerFull => "this gateway is at its connection limit",
             Refusal::BadHandshake(why) => why,
+            Refusal::Version => "`Sec-WebSocket-Version` must be 13",
             Refusal::MethodNotAllowed => "WebSocket upgrades use GET",
             Refusal::Origin => "this Origin is not allowed",
             Refusal::Subprotocol => {
@@ -68,6 +72,25 @@ impl Refusal {
             }
             Refusal::RateLimited => "too many new connections from this address; retry shortly",
         }
+    }
+
+    /// A header the refusal must carry: the version we speak with 426 (RFC 6455 §4.4), the
+    /// method we answer with 405 (RFC 9110 §15.5.6).
+    fn header(self) -> Option<(http::header::HeaderName, &'static str)> {
+        match self {
+            Refusal::Version => Some((http::header::SEC_WEBSOCKET_VERSION, "13")),
+            Refusal::MethodNotAllowed => Some((http::header::ALLOW, "GET")),
+            _ => None,
+        }
+    }
+
+    fn into_response(self) -> warp::reply::Response {
+        let mut resp = json_error(self.status(), self.code(), self.message());
+        if let Some((name, value)) = self.header() {
+            resp.headers_mut()
+                .insert(name, http::HeaderValue::from_static(value));
+        }
+        resp
     }
 }
 
@@ -119,7 +142,7 @@ fn check_handshake(req: &Request<Incoming>) -> Result<(), Refusal> {
         .map(|v| v.as_bytes())
         != Some(b"13")
     {
-        return Err(Refusal::BadHandshake("`Sec-WebSocket-Version` must be 13"));
+        return Err(Refusal::Version);
     }
     match h.get(http::header::SEC_WEBSOCKET_KEY) {
         None => Err(Refusal::BadHandshake("missing `Sec-WebSocket-Key`")),
@@ -184,9 +207,10 @@ pub fn handle(
         Ok(resp) => resp,
         Err(refusal) => {
             let reason = match refusal {
-                Refusal::BadHandshake(_) | Refusal::MethodNotAllowed | Refusal::Subprotocol => {
-                    "bad_handshake"
-                }
+                Refusal::BadHandshake(_)
+                | Refusal::Version
+                | Refusal::MethodNotAllowed
+                | Refusal::Subprotocol => "bad_handshake",
                 other => other.code(),
             };
             state
@@ -194,7 +218,7 @@ pub fn handle(
                 .connections_rejected
                 .get_or_create(&[("reason", reason)])
                 .inc();
-            json_error(refusal.status(), refusal.code(), refusal.message())
+            refusal.into_response()
         }
     }
 }
