@@ -114,7 +114,7 @@ fn main() -> ExitCode {
             host(internal)
         );
         println!("  metrics:   http://{}/metrics", host(internal));
-        run(cfg.clone(), listeners, gateway::shutdown::signal()).await
+        run(cfg.clone(), listeners, gateway::shutdown::signals()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,8 +13,8 @@ use crate::state::AppState;
 /// Most waves a drain is split into.
 const WAVES: usize = 10;
 
-/// Completes on SIGTERM or SIGINT.
-pub async fn signal() {
+/// Completes on SIGTERM or SIGINT, with the signal's name and number.
+pub async fn signal() -> (&'static str, i32) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -24,19 +24,35 @@ pub async fn signal() {
         ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM: draining"),
-                    _ = int.recv() => tracing::info!("SIGINT: draining"),
+                    _ = term.recv() => ("SIGTERM", 15),
+                    _ = int.recv() => ("SIGINT", 2),
                 }
             }
             _ => {
                 let _ = tokio::signal::ctrl_c().await;
+                ("SIGINT", 2)
             }
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        ("SIGINT", 2)
     }
+}
+
+/// The shutdown trigger of the binary: the first SIGTERM or SIGINT starts the drain; a
+/// second one ends the process at once, with the code a process killed by that signal
+/// has (128 + its number), as it would have without our handler. An operator who pressed
+/// Ctrl-C twice, or a supervisor that signals again, is not kept waiting for the drain.
+pub async fn signals() {
+    let (name, _) = signal().await;
+    tracing::info!("{name}: draining (send it again to exit at once)");
+    tokio::spawn(async {
+        let (name, number) = signal().await;
+        tracing::warn!("second {name}: exiting without finishing the drain");
+        std::process::exit(128 + number);
+    });
 }
 
 /// Drains every connection within `period`.

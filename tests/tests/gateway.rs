@@ -694,6 +694,37 @@ async fn sigterm_drains_with_1001_and_exits_zero() {
     );
 }
 
+/// A second SIGTERM (or Ctrl-C) during a drain ends the process at once, with the code of
+/// a process that signal killed; it was ignored, and this drain would have taken ~54 s.
+#[tokio::test]
+async fn a_second_sigterm_exits_at_once() {
+    let mut gw = Gateway::builder().arg("--drain-secs", 120).start().await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(Client::connect(&gw.ws_url("channels=d"), None).await);
+    }
+    gw.wait_metric("pushfleet_connections", "", 20.0).await;
+    gw.terminate();
+    eventually("readyz 503", || async {
+        (http::get(gw.public, "/readyz").await.status == 503).then_some(())
+    })
+    .await;
+    // Ten waves 6 s apart: the last connections would get their 1001 after ~54 s.
+    let sent = std::time::Instant::now();
+    gw.terminate();
+    let code = within("gateway exit", gw.wait_exit(Duration::from_secs(15))).await;
+    assert_eq!(
+        code,
+        Some(128 + 15),
+        "exit code of a process SIGTERM killed"
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn silent_client_is_dropped_after_the_idle_timeout() {
     let gw = Gateway::builder()
