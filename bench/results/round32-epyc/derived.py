@@ -6,7 +6,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from run_figures import (bare_write_by_round, criterion_medians, deployment_estimate, excess_over_bare,  # noqa: E402
-                         http_publish_per_frame, latency_by_batch, load, result, round_figures, run_headers,
+                         http_publish_per_frame, latency_by_batch, load, report, result, round_figures, run_headers,
                          stalled_pairs)
 
 # EK is `make bench` of round 31's last commit (8e40d62); EL, EM and EN are `bench run
@@ -83,3 +83,14 @@ print(f"quick 20261127T230010Z: fanout-3k {q['fanout-3k']['cpu_us_per_frame']:.2
       f"latency-500 read {q['latency-500']['excess_p99_ms']:.1f}, arrival {q['latency-500']['arrival_ms'][2]:.1f} ms; "
       f"RSS {q['idle-3k']['rss_idle_kib_per_conn']:.2f} KiB per idle connection; Socket.IO "
       f"{q['compare-pushfleet']['messages_per_cpu_s'] / q['compare-socketio']['messages_per_cpu_s']:.1f} x")
+
+# The round's last build (commit cdd5a68: the 405s' Allow header, the 426 for another
+# WebSocket version, a second signal ending a drain; none on the fan-out's path):
+# EP, `make bench`, and criterion's medians there against EK's.
+LAST = ["EP 20261127T231747Z"]
+report("the round's last build, make bench", LAST)
+run_headers(LAST)
+stalled_pairs(LAST)
+ep = criterion_medians(here / "criterion-EP.txt")
+for name, us in ep.items():
+    print(f"criterion {name}: EP {us:.2f} µs, EK {ek[name]:.2f} µs, EP {us / ek[name]:.2f} x")
