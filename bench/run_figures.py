@@ -312,3 +312,20 @@ def http_publish_per_frame(path):
     print("HTTP publish at 100 a second: " + " / ".join(f"{c:.1f}" for c in cost) + " µs per request = "
           + " / ".join(f"{c * 100 / 1000:.1f}" for c in cost) + " ms of CPU per second = "
           + " / ".join(f"{c * 100 / 15000:.2f}" for c in cost) + " µs per frame at 15,000 frames a second")
+
+
+def cpu_shares(runs, floor_gap=False):
+    """Where a fanout-15k batch's CPU floor comes from, per scenario and run of `runs`: the
+    gateway's and the clients' CPU per batch (ms), and what each share alone would take
+    over the two cores; with `floor_gap`, also the floor minus the floor without the
+    gateway's user-mode CPU."""
+    for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
+        for run in runs:
+            name, stamp = run.split()
+            r = result(load(stamp), sc)
+            gw, cl = (r[k] * 1000 / r["batches"] for k in ("gateway_cpu_s", "clients_cpu_s"))
+            gap = (f"; floor minus the floor without the gateway's user-mode CPU "
+                   f"{r['batch_cpu_floor_ms'] - r['batch_floor_without_gateway_code_ms']:+.1f} ms" if floor_gap else "")
+            print(f"{name} {sc}: per batch gateway {gw:.0f} ms of CPU ({r['gateway_sys_s'] / r['gateway_cpu_s']:.0%} in the "
+                  f"kernel), clients {cl:.0f} ms; over two cores the gateway's alone {gw / 2:.0f} ms, the clients' "
+                  f"{cl / 2:.0f} ms{gap}")

@@ -660,9 +660,13 @@ async fn bad_publish_requests_get_json_errors_and_keys_rotate() {
     );
 }
 
-#[tokio::test]
-async fn sigterm_drains_with_1001_and_exits_zero() {
-    let mut gw = Gateway::builder().arg("--drain-secs", 6).start().await;
+/// A gateway with `--drain-secs drain_secs` and 20 connections, sent SIGTERM: returns
+/// once its readiness has dropped, with the time the signal was sent.
+async fn draining(drain_secs: u64) -> (Gateway, Vec<Client>, std::time::Instant) {
+    let gw = Gateway::builder()
+        .arg("--drain-secs", drain_secs)
+        .start()
+        .await;
     let mut clients = Vec::new();
     for _ in 0..20 {
         clients.push(Client::connect(&gw.ws_url("channels=d"), None).await);
@@ -671,11 +675,18 @@ async fn sigterm_drains_with_1001_and_exits_zero() {
     assert_eq!(http::get(gw.public, "/readyz").await.status, 200);
     let sent = std::time::Instant::now();
     gw.terminate();
-    // Readiness drops at once and stays down; new upgrades are refused.
+    // Readiness drops at once and stays down.
     eventually("readyz 503", || async {
         (http::get(gw.public, "/readyz").await.status == 503).then_some(())
     })
     .await;
+    (gw, clients, sent)
+}
+
+#[tokio::test]
+async fn sigterm_drains_with_1001_and_exits_zero() {
+    let (mut gw, mut clients, sent) = draining(6).await;
+    // New upgrades are refused.
     let err = Client::try_connect(&gw.ws_url(""), None)
         .await
         .err()
@@ -698,18 +709,8 @@ async fn sigterm_drains_with_1001_and_exits_zero() {
 /// a process that signal killed; it was ignored, and this drain would have taken ~54 s.
 #[tokio::test]
 async fn a_second_sigterm_exits_at_once() {
-    let mut gw = Gateway::builder().arg("--drain-secs", 120).start().await;
-    let mut clients = Vec::new();
-    for _ in 0..20 {
-        clients.push(Client::connect(&gw.ws_url("channels=d"), None).await);
-    }
-    gw.wait_metric("pushfleet_connections", "", 20.0).await;
-    gw.terminate();
-    eventually("readyz 503", || async {
-        (http::get(gw.public, "/readyz").await.status == 503).then_some(())
-    })
-    .await;
     // Ten waves 6 s apart: the last connections would get their 1001 after ~54 s.
+    let (mut gw, _clients, _) = draining(120).await;
     let sent = std::time::Instant::now();
     gw.terminate();
     let code = within("gateway exit", gw.wait_exit(Duration::from_secs(15))).await;

@@ -4,7 +4,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (bare_write_by_round, criterion_medians, deployment_estimate, excess_over_bare,  # noqa: E402
+from run_figures import (bare_write_by_round, cpu_shares, criterion_medians, deployment_estimate, excess_over_bare,  # noqa: E402
                          http_publish_per_frame, latency_by_batch, load, median_batch_minus_floor, report, result,
                          round_figures, run_headers, stalled_pairs)
 
@@ -31,15 +31,7 @@ stalled_pairs(FULL)
 
 # Where a fanout-15k batch's CPU floor comes from: the gateway's and the clients' CPU per
 # batch (ms), and what each share alone would take over the two cores.
-for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis"):
-    for run in FULL:
-        name, stamp = run.split()
-        r = result(load(stamp), sc)
-        gw, cl = (r[k] * 1000 / r["batches"] for k in ("gateway_cpu_s", "clients_cpu_s"))
-        print(f"{name} {sc}: per batch gateway {gw:.0f} ms of CPU ({r['gateway_sys_s'] / r['gateway_cpu_s']:.0%} in the "
-              f"kernel), clients {cl:.0f} ms; over two cores the gateway's alone {gw / 2:.0f} ms, the clients' {cl / 2:.0f} ms; "
-              f"floor minus the floor "
-              f"without the gateway's user-mode CPU {r['batch_cpu_floor_ms'] - r['batch_floor_without_gateway_code_ms']:+.1f} ms")
+cpu_shares(FULL, floor_gap=True)
 
 # The gateway's CPU per frame over the bare write, µs, in each fanout-15k scenario of the
 # full runs, beside what the HTTP publishes cost per frame at 100 a second (their CPU per

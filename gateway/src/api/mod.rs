@@ -176,27 +176,23 @@ pub fn public_routes(
             .into_response()
         }),
     );
-    let script = |body: &'static str, ctype: &'static str| {
-        move || {
+    // A static file at `/<name>`, never cached (it changes with the gateway's version).
+    let script = |name: &'static str, body: &'static str, ctype: &'static str| {
+        let file = get_or_head().map(move || {
             let r = warp::reply::with_header(body, "content-type", ctype);
             warp::reply::with_header(r, "cache-control", "no-cache").into_response()
-        }
+        });
+        resource(warp::path(name).and(warp::path::end()), GET_HEAD, file)
     };
-    let client_js = resource(
-        warp::path!("client.js"),
-        GET_HEAD,
-        get_or_head().map(script(
-            crate::assets::CLIENT_JS,
-            "text/javascript; charset=utf-8",
-        )),
+    let client_js = script(
+        "client.js",
+        crate::assets::CLIENT_JS,
+        "text/javascript; charset=utf-8",
     );
-    let client_dts = resource(
-        warp::path!("client.d.ts"),
-        GET_HEAD,
-        get_or_head().map(script(
-            crate::assets::CLIENT_DTS,
-            "application/typescript; charset=utf-8",
-        )),
+    let client_dts = script(
+        "client.d.ts",
+        crate::assets::CLIENT_DTS,
+        "application/typescript; charset=utf-8",
     );
     health(state)
         .or(index)
