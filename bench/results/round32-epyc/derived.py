@@ -78,11 +78,12 @@ print(f"quick 20261127T230010Z: fanout-3k {q['fanout-3k']['cpu_us_per_frame']:.2
       f"RSS {q['idle-3k']['rss_idle_kib_per_conn']:.2f} KiB per idle connection; Socket.IO "
       f"{q['compare-pushfleet']['messages_per_cpu_s'] / q['compare-socketio']['messages_per_cpu_s']:.1f} x")
 
-# The round's last build (commit cdd5a68: the 405s' Allow header, the 426 for another
-# WebSocket version, a second signal ending a drain; none on the fan-out's path):
-# EP, `make bench`, and criterion's medians there against EK's.
-LAST = ["EP 20261127T231747Z"]
-report("the round's last build, make bench", LAST)
+# The round's later builds (commit cdd5a68: the 405s' Allow header, the 426 for another
+# WebSocket version, a second signal ending a drain; none on the fan-out's path): EP,
+# `make bench`, and criterion's medians there against EK's; then EQ, `bench run --size
+# full` of the last commit (7caf60e: the two static-file routes share one builder).
+LAST = ["EP 20261127T231747Z", "EQ 20261127T232656Z"]
+report("the round's later builds, make bench and bench run --size full", LAST)
 run_headers(LAST)
 stalled_pairs(LAST)
 ep = criterion_medians(here / "criterion-EP.txt")
