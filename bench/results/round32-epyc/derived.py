@@ -48,11 +48,12 @@ for run in FULL:
 # The gateway's CPU per frame over the bare write, µs, in each fanout-15k scenario.
 excess_over_bare("EK-EN", FULL)
 
-# Criterion's median estimates in EK against round 23's CK (this host's kind) and round
-# 31's EB (an EPYC of family 25), and their ratio.
+# Criterion's median estimates in EK against round 23's CI and CK (this host's kind) and
+# round 31's EB (an EPYC of family 25), and their ratio.
 here = pathlib.Path(__file__).resolve().parent
 ek = criterion_medians(here / "criterion-EK.txt")
 others = [(label, criterion_medians(path)) for label, path in [
+    ("round 23's CI", here.parent / "round23-epyc" / "criterion-CI.txt"),
     ("round 23's CK", here.parent / "round23-epyc" / "criterion-CK.txt"),
     ("round 31's EB", here.parent / "round31-epyc" / "criterion-EB.txt")]]
 for name, us in ek.items():
@@ -89,3 +90,12 @@ stalled_pairs(LAST)
 ep = criterion_medians(here / "criterion-EP.txt")
 for name, us in ep.items():
     print(f"criterion {name}: EP {us:.2f} µs, EK {ek[name]:.2f} µs, EP {us / ek[name]:.2f} x")
+
+# The fanout-15k scenarios' CPU per frame and bare write, µs, here (EK-EN) and in round
+# 23's pinned runs on this kind of host (the criterion bullet's comparison).
+for label, runs in [("round 32, EK-EN", FULL), ("round 23, pinned", ROUND23)]:
+    rows = [result(load(run.split()[1]), sc) for run in runs
+            for sc in ("fanout-15k", "fanout-15k-small", "fanout-15k-redis")]
+    cpu = [r["cpu_us_per_frame"] for r in rows]
+    bare = [r["bare"]["cpu_us_per_write"] for r in rows]
+    print(f"{label}: CPU per frame {min(cpu):.2f}-{max(cpu):.2f} µs, bare write {min(bare):.2f}-{max(bare):.2f} µs")
