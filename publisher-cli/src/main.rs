@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 failure (one line on stderr says why), 2 usage error.
 
 mod publish;
+mod redact;
 mod tail;
 mod token;
 

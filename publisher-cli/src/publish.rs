@@ -122,6 +122,8 @@ impl Sink {
     async fn open(args: &Args) -> Result<Sink> {
         if let Some(url) = &args.redis {
             let client = redis::Client::open(url.as_str()).context("invalid --redis URL")?;
+            // Messages show the URL without its password.
+            let url = crate::redact::redacted(url);
             let conn = tokio::time::timeout(
                 Duration::from_secs(5),
                 client.get_multiplexed_async_connection(),
@@ -132,10 +134,15 @@ impl Sink {
             return Ok(Sink::Redis(conn, Keys::new(&args.prefix)));
         }
         let url = args.url.as_deref().unwrap_or_default();
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| anyhow!("--url must start with http:// (got {url})"))?;
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            let url = crate::redact::redacted(url);
+            anyhow!("--url must start with http:// (got {url})")
+        })?;
         let (host, base) = rest.split_once('/').unwrap_or((rest, ""));
+        if host.contains('@') {
+            // It was taken for the host, and its password printed in the error.
+            bail!("--url takes no user:password@ (the API key goes in --api-key)");
+        }
         let base = base.trim_end_matches('/');
         let path = if base.is_empty() {
             "/api/publish".to_owned()

@@ -33,7 +33,7 @@ pub async fn run(args: Args) -> Result<()> {
     let url = format!("{}{sep}channels={}", args.url, args.channels.join(","));
     let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
-        .with_context(|| format!("cannot connect to {}", args.url))?;
+        .with_context(|| format!("cannot connect to {}", crate::redact::redacted(&args.url)))?;
     let mut out = std::io::stdout().lock();
     let mut seen = 0u64;
     while let Some(msg) = ws.next().await {

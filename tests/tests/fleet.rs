@@ -482,6 +482,41 @@ async fn pushctl_http_tail_and_exit_codes() {
     .await;
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // Failures name the URL without its secrets (the password and the token were printed).
+    for (args, shown) in [
+        (
+            vec![
+                "publish",
+                "--redis",
+                "redis://:s3cret-pw@127.0.0.1:1",
+                "t",
+                "1",
+            ],
+            "redis://:****@127.0.0.1:1",
+        ),
+        (
+            vec!["tail", "--url", "ws://127.0.0.1:1/ws?token=s3cret-tok", "t"],
+            "ws://127.0.0.1:1/ws?token=****",
+        ),
+        (
+            vec![
+                "publish",
+                "--url",
+                "http://me:s3cret-pw@127.0.0.1:1",
+                "t",
+                "1",
+            ],
+            "--url takes no user:password@",
+        ),
+    ] {
+        let out = pushctl(&args, &[]).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            !err.contains("s3cret") && err.contains(shown),
+            "{args:?}: {err}"
+        );
+    }
     // Usage errors: exit 2.
     for args in [
         vec!["publish", "t", "1"],
