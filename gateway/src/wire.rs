@@ -78,13 +78,44 @@ pub fn json_depth(json: &[u8]) -> usize {
 }
 
 /// A client-chosen request id, echoed in the reply. Numbers and strings only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum RequestId {
     Int(i64),
     Uint(u64),
     Float(f64),
     Str(String),
+}
+
+/// Read by hand rather than by serde's untagged derive, whose refusal of anything else
+/// named the type ("did not match any variant of untagged enum RequestId"); this one says
+/// what `id` may be. The variants are the derive's: an integer that fits `i64` is `Int`.
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Id;
+        impl serde::de::Visitor<'_> for Id {
+            type Value = RequestId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number or a string as `id`")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<RequestId, E> {
+                Ok(RequestId::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<RequestId, E> {
+                Ok(i64::try_from(v).map_or(RequestId::Uint(v), RequestId::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<RequestId, E> {
+                Ok(RequestId::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RequestId, E> {
+                Ok(RequestId::Str(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<RequestId, E> {
+                Ok(RequestId::Str(v))
+            }
+        }
+        d.deserialize_any(Id)
+    }
 }
 
 /// A command sent by a client (DESIGN §4.1).
@@ -377,6 +408,36 @@ mod tests {
         );
         // Unknown fields are ignored (forward compatibility).
         assert!(serde_json::from_str::<ClientCommand>(r#"{"op":"ping","x":[1]}"#).is_ok());
+    }
+
+    #[test]
+    fn ids_are_numbers_or_strings_and_say_so() {
+        let id = |json: &str| serde_json::from_str::<RequestId>(json);
+        assert_eq!(id("-3").unwrap(), RequestId::Int(-3));
+        assert_eq!(id("7").unwrap(), RequestId::Int(7));
+        assert_eq!(
+            id("18446744073709551615").unwrap(),
+            RequestId::Uint(u64::MAX)
+        );
+        assert_eq!(id("1.5").unwrap(), RequestId::Float(1.5));
+        assert_eq!(id(r#""x""#).unwrap(), RequestId::Str("x".into()));
+        let packed = rmp_serde::to_vec(&200u8).unwrap();
+        assert_eq!(
+            rmp_serde::from_slice::<RequestId>(&packed).unwrap(),
+            RequestId::Int(200)
+        );
+        // Anything else is refused naming what `id` may be (it named `untagged enum
+        // RequestId`).
+        for bad in [r#"{"a":1}"#, "[1]", "true", "null"] {
+            let e = id(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("a number or a string as `id`") && !e.contains("untagged"),
+                "{bad}: {e}"
+            );
+        }
+        for json in ["-3", "7", "18446744073709551615", "1.5", r#""x""#] {
+            assert_eq!(serde_json::to_string(&id(json).unwrap()).unwrap(), json);
+        }
     }
 
     #[test]
