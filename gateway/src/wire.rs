@@ -26,6 +26,11 @@ pub enum ChannelError {
     TooLong,
     #[error("channel name {0:?} has a character outside A-Z a-z 0-9 _ - . : @")]
     BadChar(String),
+    #[error(
+        "\"*\" is reserved for broadcasts: they reach every connection without subscribing \
+         and are published with `\"broadcast\":true` (pushctl: --broadcast)"
+    )]
+    Broadcast,
 }
 
 /// Checks a channel name against DESIGN §4.1: 1–128 chars of `A-Z a-z 0-9 _ - . : @`.
@@ -33,6 +38,9 @@ pub enum ChannelError {
 pub fn validate_channel(name: &str) -> Result<(), ChannelError> {
     if name.is_empty() {
         return Err(ChannelError::Empty);
+    }
+    if name == BROADCAST {
+        return Err(ChannelError::Broadcast);
     }
     if name.len() > MAX_CHANNEL_LEN {
         return Err(ChannelError::TooLong);
@@ -369,7 +377,11 @@ mod tests {
             validate_channel(&"a".repeat(129)),
             Err(ChannelError::TooLong)
         );
-        assert!(validate_channel("*").is_err());
+        // It said "has a character outside …" of the one name that has a meaning.
+        assert_eq!(validate_channel("*"), Err(ChannelError::Broadcast));
+        assert!(ChannelError::Broadcast
+            .to_string()
+            .contains("reserved for broadcasts"));
         assert!(validate_channel("a b").is_err());
         assert!(validate_channel("é").is_err());
         assert!(validate_channel("news/1").is_err());
