@@ -263,7 +263,10 @@ export class Pushfleet {
       for (const c of channels) if (this._handlers.has(c)) this._subscribe([c]);
       return;
     }
-    this._handlers.delete(channels[0]);
+    // Unless a later subscribe of the same channel (unsubscribed and subscribed again
+    // meanwhile) still awaits its own answer.
+    const again = [...this._pending.values()].some((cs) => cs.includes(channels[0]));
+    if (!again) this._handlers.delete(channels[0]);
     this._emit("error", { ...error, channels });
   }
 

@@ -145,6 +145,16 @@ test("a refused channel is dropped and named; the others of its command are aske
   last().frame({ op: "error", code: "rate_limited", message: "slow down", id: later.id });
   assert.deepEqual(errors.at(-1).channels, ["later"]);
   assert.ok(pf.channels.includes("later"));
+  // A refusal that a later subscribe of the same channel overtook leaves that one be.
+  pf.unsubscribe("later");
+  pf.subscribe("x", () => {});
+  const first = last().sent.at(-1);
+  pf.unsubscribe("x");
+  pf.subscribe("x", () => {});
+  last().frame({ op: "error", code: "forbidden", message: "no", id: first.id });
+  assert.ok(pf.channels.includes("x"), "the second subscribe awaits its own answer");
+  last().frame({ op: "error", code: "forbidden", message: "no", id: last().sent.at(-1).id });
+  assert.ok(!pf.channels.includes("x"));
   // A frame that is JSON but not an object is reported, not thrown.
   last().frame(null);
   assert.equal(errors.at(-1).code, "bad_frame");
