@@ -82,8 +82,10 @@ print(f"quick 20261127T230010Z: fanout-3k {q['fanout-3k']['cpu_us_per_frame']:.2
 # The round's later builds (commit cdd5a68: the 405s' Allow header, the 426 for another
 # WebSocket version, a second signal ending a drain; none on the fan-out's path): EP,
 # `make bench`, and criterion's medians there against EK's; then EQ, `bench run --size
-# full` of the last commit (7caf60e: the two static-file routes share one builder).
-LAST = ["EP 20261127T231747Z", "EQ 20261127T232656Z"]
+# full` of commit 7caf60e (the two static-file routes share one builder), and ER, of the
+# round's last commit (4b0af59: a command id's and "*"'s refusals say what is wanted,
+# pushctl's secrets, the browser client's refused channels).
+LAST = ["EP 20261127T231747Z", "EQ 20261127T232656Z", "ER 20261127T234817Z"]
 report("the round's later builds, make bench and bench run --size full", LAST)
 run_headers(LAST)
 stalled_pairs(LAST)
