@@ -329,3 +329,15 @@ def cpu_shares(runs, floor_gap=False):
             print(f"{name} {sc}: per batch gateway {gw:.0f} ms of CPU ({r['gateway_sys_s'] / r['gateway_cpu_s']:.0%} in the "
                   f"kernel), clients {cl:.0f} ms; over two cores the gateway's alone {gw / 2:.0f} ms, the clients' "
                   f"{cl / 2:.0f} ms{gap}")
+
+
+def criterion_against(run, path, others):
+    """Criterion's medians of `run` (its saved output at `path`) against `others` ((label,
+    path) each), one line per benchmark with each ratio; returns `run`'s medians."""
+    mine = criterion_medians(path)
+    theirs = [(label, criterion_medians(p)) for label, p in others]
+    for name, us in mine.items():
+        print(f"criterion {name}: {run} {us:.2f} µs; "
+              + "; ".join(f"{label} {other[name]:.2f} µs, {run} {us / other[name]:.2f} x"
+                          for label, other in theirs if name in other))
+    return mine

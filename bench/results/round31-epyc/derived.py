@@ -4,7 +4,8 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (bare_write_by_round, cpu_shares, criterion_medians, deployment_estimate, excess_over_bare,  # noqa: E402
+from run_figures import (bare_write_by_round, cpu_shares, criterion_against, criterion_medians,  # noqa: E402
+                         deployment_estimate, excess_over_bare,
                          http_publish_per_frame, latency_by_batch, load, median_batch_minus_floor, report, result,
                          round_figures, run_headers, stalled_pairs)
 
@@ -43,14 +44,10 @@ http_publish_per_frame(here / "http-cost-by-rate.txt")
 
 # Criterion's median estimates in EB against round 29's DQ and DV (this host's kind) and
 # round 30's DW (a Xeon), and their ratio.
-eb = criterion_medians(here / "criterion-EB.txt")
-others = [(label, criterion_medians(path)) for label, path in [
+eb = criterion_against("EB", here / "criterion-EB.txt", [
     ("round 29's DQ", here.parent / "round29-epyc" / "criterion-DQ.txt"),
     ("round 29's DV", here.parent / "round29-epyc" / "criterion-DV.txt"),
-    ("round 30's DW", here.parent / "round30-xeon" / "criterion-DW.txt")]]
-for name, us in eb.items():
-    print(f"criterion {name}: EB {us:.2f} µs; "
-          + "; ".join(f"{label} {other[name]:.2f} µs, EB {us / other[name]:.2f} x" for label, other in others))
+    ("round 30's DW", here.parent / "round30-xeon" / "criterion-DW.txt")])
 
 # What a deployment can expect: a batch's fan-out to 15,000 connections over two cores at
 # the fanout-15k scenarios' CPU per frame (EB-EE), the clients elsewhere.

@@ -5,7 +5,8 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (bare_write_by_round, cpu_shares, criterion_medians, deployment_estimate, excess_over_bare,  # noqa: E402
+from run_figures import (bare_write_by_round, cpu_shares, criterion_against, criterion_medians,  # noqa: E402
+                         deployment_estimate, excess_over_bare,
                          http_publish_per_frame, latency_by_batch, load, report, result, round_figures, run_headers,
                          stalled_pairs)
 
@@ -51,15 +52,10 @@ excess_over_bare("EK-EN", FULL)
 # Criterion's median estimates in EK against round 23's CI and CK (this host's kind) and
 # round 31's EB (an EPYC of family 25), and their ratio.
 here = pathlib.Path(__file__).resolve().parent
-ek = criterion_medians(here / "criterion-EK.txt")
-others = [(label, criterion_medians(path)) for label, path in [
+ek = criterion_against("EK", here / "criterion-EK.txt", [
     ("round 23's CI", here.parent / "round23-epyc" / "criterion-CI.txt"),
     ("round 23's CK", here.parent / "round23-epyc" / "criterion-CK.txt"),
-    ("round 31's EB", here.parent / "round31-epyc" / "criterion-EB.txt")]]
-for name, us in ek.items():
-    print(f"criterion {name}: EK {us:.2f} µs; "
-          + "; ".join(f"{label} {other[name]:.2f} µs, EK {us / other[name]:.2f} x" for label, other in others
-                      if name in other))
+    ("round 31's EB", here.parent / "round31-epyc" / "criterion-EB.txt")])
 
 # What a deployment can expect: a batch's fan-out to 15,000 connections over two cores at
 # the fanout-15k scenarios' CPU per frame (EK-EN), the clients elsewhere.
