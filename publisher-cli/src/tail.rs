@@ -51,22 +51,39 @@ pub async fn run(args: Args) -> Result<()> {
             _ => continue,
         };
         match frame["op"].as_str() {
-            Some("batch") => {
-                let channel = &frame["channel"];
-                for m in frame["messages"].as_array().into_iter().flatten() {
-                    let line = serde_json::json!({"channel": channel, "data": m});
-                    writeln!(out, "{line}")?;
-                    seen += 1;
-                    if args.count.is_some_and(|c| seen >= c) {
-                        out.flush()?;
-                        return Ok(());
-                    }
-                }
-                out.flush()?;
-            }
+            Some("batch") => match print(&mut out, &frame, &mut seen, args.count) {
+                Ok(false) => {}
+                Ok(true) => return Ok(()),
+                // The reader of our output has gone (`pushctl tail … | head -1`): end
+                // quietly, as Unix tools do; this said "Broken pipe" and exited 1.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
             Some("error") => eprintln!("pushctl: gateway error: {frame}"),
             _ => {}
         }
     }
     bail!("connection ended")
+}
+
+/// Prints a batch frame's messages, one line each; whether `count` lines have now been
+/// printed in all.
+fn print(
+    out: &mut impl Write,
+    frame: &serde_json::Value,
+    seen: &mut u64,
+    count: Option<u64>,
+) -> std::io::Result<bool> {
+    let channel = &frame["channel"];
+    for m in frame["messages"].as_array().into_iter().flatten() {
+        let line = serde_json::json!({"channel": channel, "data": m});
+        writeln!(out, "{line}")?;
+        *seen += 1;
+        if count.is_some_and(|c| *seen >= c) {
+            out.flush()?;
+            return Ok(true);
+        }
+    }
+    out.flush()?;
+    Ok(false)
 }

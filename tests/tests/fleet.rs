@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tests::process::{pushctl, pushctl_ok};
 use tests::{eventually, http, within, Client, Gateway, Redis};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 async fn fleet(redis: &Redis, n: usize, extra: &[(&str, &str)]) -> Vec<Gateway> {
     let mut gws = Vec::new();
@@ -546,6 +546,41 @@ async fn pushctl_http_tail_and_exit_codes() {
     )
     .await;
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// `pushctl tail … | head -1`: once the reader of its output has gone, tail ends quietly
+/// with success, as Unix tools do (it said "Broken pipe" and exited 1).
+#[tokio::test]
+async fn pushctl_tail_ends_quietly_when_its_reader_goes() {
+    let gw = Gateway::builder().arg("--merge-window-ms", 0).start().await;
+    let mut tail = tokio::process::Command::new(tests::process::binary("pushctl"))
+        .args(["tail", "--url", &gw.ws_url(""), "t"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    gw.wait_metric("pushfleet_subscriptions", "", 1.0).await;
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    gw.publish_ok(json!({"channel": "t", "data": 1})).await;
+    let first = within("the first line", lines.next_line()).await.unwrap();
+    assert_eq!(first.as_deref(), Some(r#"{"channel":"t","data":1}"#));
+    drop(lines);
+    // Its next write fails; publish until it has noticed and ended.
+    let status = within("tail to end", async {
+        loop {
+            gw.publish_ok(json!({"channel": "t", "data": 2})).await;
+            if let Ok(status) = tokio::time::timeout(Duration::from_millis(50), tail.wait()).await {
+                break status.unwrap();
+            }
+        }
+    })
+    .await;
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(tail.stderr.as_mut().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(status.success() && stderr.is_empty(), "{status}: {stderr}");
 }
 
 /// `pushctl publish --url` keeps its HTTP connection between messages, and still publishes
