@@ -10,7 +10,7 @@ use gateway::wire::{validate_channel, BROADCAST};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 
 /// Arguments of `pushctl publish`.
@@ -70,6 +70,37 @@ fn parse_rate(s: &str) -> Result<Duration, String> {
             "{s} is out of range: messages per second, from one a day (0.0000116) to 1000000000"
         )),
     }
+}
+
+/// The longest stdin line read: the largest body any gateway takes (`--max-publish-bytes`
+/// at most 64 MiB). A longer line (a binary file piped by mistake) is refused when it
+/// passes this, instead of being read whole, however long, before anything is said.
+const MAX_LINE: usize = 64 << 20;
+
+/// The next line of `input` without its line end (`\n` or `\r\n`), or `None` at the end: at most `max`
+/// bytes are read for it (more is an error, as is text that is not UTF-8).
+async fn next_line<R: AsyncBufRead + Unpin>(input: &mut R, max: usize) -> Result<Option<String>> {
+    let mut buf = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    if (&mut *input)
+        .take(limit)
+        .read_until(b'\n', &mut buf)
+        .await?
+        == 0
+    {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    } else if buf.len() > max {
+        bail!("longer than {} MiB", max >> 20);
+    }
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|_| anyhow!("not UTF-8 text"))
 }
 
 /// A usage mistake clap cannot see (exit code 2).
@@ -289,9 +320,12 @@ pub async fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin = BufReader::new(tokio::io::stdin());
     let mut n = 0u64;
-    while let Some(line) = lines.next_line().await.context("reading stdin")? {
+    while let Some(line) = next_line(&mut stdin, MAX_LINE)
+        .await
+        .with_context(|| format!("stdin line {}", n + 1))?
+    {
         n += 1;
         if line.trim().is_empty() {
             continue;
@@ -308,6 +342,32 @@ pub async fn run(args: Args) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stdin_lines_are_bounded() {
+        let mut input: &[u8] = b"{\"a\":1}\r\n\n12345678\n123456789";
+        assert_eq!(
+            next_line(&mut input, 8).await.unwrap().as_deref(),
+            Some("{\"a\":1}")
+        );
+        assert_eq!(next_line(&mut input, 8).await.unwrap().as_deref(), Some(""));
+        assert_eq!(
+            next_line(&mut input, 8).await.unwrap().as_deref(),
+            Some("12345678")
+        );
+        // Nine bytes without a line end: refused once it passes the bound (it was read
+        // whole, however long).
+        let e = next_line(&mut input, 8).await.unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+        let mut input: &[u8] = b"last line without an end";
+        assert_eq!(
+            next_line(&mut input, 64).await.unwrap().as_deref(),
+            Some("last line without an end")
+        );
+        assert_eq!(next_line(&mut input, 64).await.unwrap(), None);
+        let mut input: &[u8] = b"\xff\xfe\n";
+        assert!(next_line(&mut input, 64).await.is_err());
+    }
 
     #[test]
     fn rates_are_intervals_the_timer_can_hold() {

@@ -517,6 +517,22 @@ async fn pushctl_http_tail_and_exit_codes() {
             "{args:?}: {err}"
         );
     }
+    // A stdin line past 64 MiB (a binary file piped by mistake) is refused as it passes
+    // the bound; it was read whole first, however long, and then called "not a JSON value".
+    let mut child = tokio::process::Command::new(tests::process::binary("pushctl"))
+        .args(["publish", "--url", "http://127.0.0.1:1", "t"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = within("stdin", stdin.write_all(&vec![b'x'; (64 << 20) + 1])).await;
+    drop(stdin);
+    let out = within("pushctl", child.wait_with_output()).await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("stdin line 1: longer than 64 MiB"), "{err}");
     // Usage errors: exit 2.
     for args in [
         vec!["publish", "t", "1"],
