@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::within;
@@ -252,6 +252,25 @@ pub async fn pushctl(args: &[&str], env: &[(&str, &str)]) -> std::process::Outpu
         cmd.env(k, v);
     }
     within("pushctl", cmd.output()).await.expect("run pushctl")
+}
+
+/// Runs `pushctl` with `args` and `input` on its stdin, to completion (bounded). A write
+/// the process cut short by exiting is not an error: its output says what it did.
+pub async fn pushctl_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(binary("pushctl"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run pushctl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _ = within("pushctl's stdin", stdin.write_all(input)).await;
+    drop(stdin);
+    within("pushctl", child.wait_with_output())
+        .await
+        .expect("run pushctl")
 }
 
 /// Like [`pushctl`], asserting success.

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tests::process::{pushctl, pushctl_ok};
+use tests::process::{pushctl, pushctl_ok, pushctl_stdin};
 use tests::{eventually, http, within, Client, Gateway, Redis};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
@@ -36,24 +36,13 @@ async fn wait_ready(gw: &Gateway) {
 
 /// Runs `pushctl publish --redis URL CHANNEL` with NDJSON on stdin.
 async fn pushctl_ndjson(redis_url: &str, channel: &str, lines: &[Value]) {
-    let mut child = tokio::process::Command::new(tests::process::binary("pushctl"))
-        .args(["publish", "--redis", redis_url, channel])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut text = String::new();
-    for l in lines {
-        text.push_str(&l.to_string());
-        text.push('\n');
-    }
-    stdin.write_all(text.as_bytes()).await.unwrap();
-    drop(stdin);
-    let status = within("pushctl", child.wait()).await.unwrap();
-    assert!(status.success(), "pushctl failed: {status}");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let out = pushctl_stdin(&["publish", "--redis", redis_url, channel], text.as_bytes()).await;
+    assert!(
+        out.status.success(),
+        "pushctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -519,17 +508,8 @@ async fn pushctl_http_tail_and_exit_codes() {
     }
     // A stdin line past 64 MiB (a binary file piped by mistake) is refused as it passes
     // the bound; it was read whole first, however long, and then called "not a JSON value".
-    let mut child = tokio::process::Command::new(tests::process::binary("pushctl"))
-        .args(["publish", "--url", "http://127.0.0.1:1", "t"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let _ = within("stdin", stdin.write_all(&vec![b'x'; (64 << 20) + 1])).await;
-    drop(stdin);
-    let out = within("pushctl", child.wait_with_output()).await.unwrap();
+    let huge = vec![b'x'; (64 << 20) + 1];
+    let out = pushctl_stdin(&["publish", "--url", "http://127.0.0.1:1", "t"], &huge).await;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("stdin line 1: longer than 64 MiB"), "{err}");
