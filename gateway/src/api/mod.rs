@@ -25,6 +25,18 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
+/// `resp` with header `name: value` added: what an error must carry besides its body (the
+/// `Allow` of a 405, the `Sec-WebSocket-Version` of a 426).
+pub fn with_header(
+    mut resp: Response,
+    name: http::header::HeaderName,
+    value: &'static str,
+) -> Response {
+    resp.headers_mut()
+        .insert(name, http::HeaderValue::from_static(value));
+    resp
+}
+
 /// Everything the HTTP API can answer with besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -96,6 +108,8 @@ async fn recover(r: Rejection) -> Result<Response, Infallible> {
     let err = if r.is_not_found() {
         ApiError::NotFound
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        // Only for a route not built with `resource`, which answers its own 405s with the
+        // `Allow` this one cannot know; every route today is.
         ApiError::MethodNotAllowed
     } else {
         ApiError::BadRequest("malformed request")
@@ -121,10 +135,11 @@ where
     path.and(
         handler
             .or(warp::any().map(move || {
-                let mut resp = ApiError::MethodNotAllowed.into_response();
-                resp.headers_mut()
-                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
-                resp
+                with_header(
+                    ApiError::MethodNotAllowed.into_response(),
+                    http::header::ALLOW,
+                    allow,
+                )
             }))
             .unify(),
     )

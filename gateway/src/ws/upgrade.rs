@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::io::Outbox;
 use super::session::{self, SessionParams};
-use crate::api::json_error;
+use crate::api::{json_error, with_header};
 use crate::hub::Encoding;
 use crate::limits::Limit;
 use crate::state::AppState;
@@ -85,12 +85,11 @@ impl Refusal {
     }
 
     fn into_response(self) -> warp::reply::Response {
-        let mut resp = json_error(self.status(), self.code(), self.message());
-        if let Some((name, value)) = self.header() {
-            resp.headers_mut()
-                .insert(name, http::HeaderValue::from_static(value));
+        let resp = json_error(self.status(), self.code(), self.message());
+        match self.header() {
+            Some((name, value)) => with_header(resp, name, value),
+            None => resp,
         }
-        resp
     }
 }
 
