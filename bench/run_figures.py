@@ -216,11 +216,13 @@ def latency_by_batch(runs, scenario="latency-500"):
               f"arrival p99 {r['arrival_ms'][2]:.1f} ms; per batch (median) " + "; ".join(parts))
 
 
-def round_figures(label, name, full, idle, earlier):
+def round_figures(label, name, full, idle, earlier, stalled=False):
     """A round's standard figures, in the order the rounds' `derived.py` print them: the
     full runs' report and headers, their slow batches beside the bare write's and with the
     host's steal, the bare write against `earlier` rounds' ((label, runs) each), each median
-    batch against its floor, and the clients-idle run `idle`."""
+    batch against its floor, and the clients-idle run `idle`; with `stalled` (rounds 30 on,
+    whose full runs hold the stalled-readers pair), then latency-500 batch by batch, the
+    clients-idle run's header and the stalled pair of each full run."""
     report(label, full)
     run_headers(full)
     slow_gateway_vs_bare(full)
@@ -228,6 +230,10 @@ def round_figures(label, name, full, idle, earlier):
     bare_write_by_round(earlier + [(name, full)])
     median_batch_minus_floor(name, full)
     clients_idle(idle)
+    if stalled:
+        latency_by_batch(full)
+        run_headers([idle])
+        stalled_pairs(full)
 
 
 def ab_medians(scenario, sides):

@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from run_figures import (criterion_medians, deployment_estimate, excess_over_bare, http_publish_per_frame,  # noqa: E402
-                         latency_by_batch, load, result, round_figures, run_headers, stalled_pairs)
+                         load, result, round_figures)
 
 FULL = ["DW 20261127T190151Z", "DX 20261127T191809Z", "DY 20261127T192428Z", "DZ 20261127T193039Z"]
 IDLE = "EA 20261127T193232Z"
@@ -18,15 +18,10 @@ IDLE = "EA 20261127T193232Z"
 # round's one build (a closing connection leaves the fan-out as its close starts).
 ROUND25 = ["CV 20261127T093712Z", "CW 20261127T094527Z", "CX 20261127T095126Z", "CZ 20261127T102001Z"]
 ROUND26 = ["DA 20261127T112526Z", "DB 20261127T113651Z", "DC 20261127T114353Z", "DE 20261127T121127Z"]
+# Then latency-500 of the full runs batch by batch (where each run's p99 comes from), the
+# clients-idle run's header, and the stalled-readers pair of each full run.
 round_figures("with --pin-workers (round 23's fan-out), Intel Xeon of rounds 25 and 26's kind", "round 30", FULL,
-              IDLE, [("round 25", ROUND25), ("round 26", ROUND26)])
-
-# latency-500 of the full runs: where each run's p99 comes from, batch by batch.
-latency_by_batch(FULL)
-run_headers([IDLE])
-
-# The stalled-readers pair of each full run.
-stalled_pairs(FULL)
+              IDLE, [("round 25", ROUND25), ("round 26", ROUND26)], stalled=True)
 
 # The host's steal during each full run's latency-500 (DZ's miss came with the host taking
 # the CPUs away).

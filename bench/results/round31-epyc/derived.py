@@ -4,10 +4,9 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (bare_write_by_round, cpu_shares, criterion_against, criterion_medians,  # noqa: E402
-                         deployment_estimate, excess_over_bare,
-                         http_publish_per_frame, latency_by_batch, load, median_batch_minus_floor, report, result,
-                         round_figures, run_headers, stalled_pairs)
+from run_figures import (bare_write_by_round, cpu_shares, criterion_against, deployment_estimate,  # noqa: E402
+                         excess_over_bare, http_publish_per_frame, load, median_batch_minus_floor, report,
+                         result, round_figures, run_headers, stalled_pairs)
 
 FULL = ["EB 20261127T202335Z", "EC 20261127T203621Z", "ED 20261127T204231Z", "EE 20261127T204840Z"]
 IDLE = "EF 20261127T205034Z"
@@ -20,15 +19,10 @@ IDLE = "EF 20261127T205034Z"
 # of round 30's last commit (d603326).
 ROUND28 = ["DK 20261127T150443Z", "DL 20261127T151605Z", "DN 20261127T152345Z", "DO 20261127T152927Z"]
 ROUND29 = ["DQ 20261127T165150Z", "DR 20261127T165923Z", "DS 20261127T170608Z", "DU 20261127T171407Z"]
+# Then latency-500 of the full runs batch by batch (where each run's p99 comes from), the
+# clients-idle run's header, and the stalled-readers pair of each full run.
 round_figures("with --pin-workers (round 23's fan-out), AMD EPYC of rounds 27 to 29's kind", "round 31", FULL,
-              IDLE, [("round 28", ROUND28), ("round 29", ROUND29)])
-
-# latency-500 of the full runs: where each run's p99 comes from, batch by batch.
-latency_by_batch(FULL)
-run_headers([IDLE])
-
-# The stalled-readers pair of each full run.
-stalled_pairs(FULL)
+              IDLE, [("round 28", ROUND28), ("round 29", ROUND29)], stalled=True)
 
 # Where a fanout-15k batch's CPU floor comes from: the gateway's and the clients' CPU per
 # batch (ms), and what each share alone would take over the two cores.

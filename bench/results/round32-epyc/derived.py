@@ -5,10 +5,9 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-from run_figures import (bare_write_by_round, cpu_shares, criterion_against, criterion_medians,  # noqa: E402
-                         deployment_estimate, excess_over_bare,
-                         http_publish_per_frame, latency_by_batch, load, report, result, round_figures, run_headers,
-                         stalled_pairs)
+from run_figures import (bare_write_by_round, per_request, cpu_shares, criterion_against, criterion_medians,  # noqa: E402
+                         deployment_estimate, excess_over_bare, http_publish_per_frame, load, report, result,
+                         round_figures, run_headers, stalled_pairs)
 
 # EK is `make bench` of round 31's last commit (8e40d62); EL, EM and EN are `bench run
 # --size full` of the build with round 32's gateway fixes (a far token expiry, the API
@@ -21,15 +20,10 @@ IDLE = "EO 20261127T225732Z"
 # EPYC, CPU family 26 model 2, kernel build v657: host.txt's first five lines are round
 # 23's, checked with `diff`), each median batch against its CPU floor, and the clients-idle run.
 ROUND23 = ["CK 20261127T062053Z", "CL 20261127T062720Z", "CM 20261127T063305Z"]
+# Then latency-500 of the full runs batch by batch (where each run's p99 comes from), the
+# clients-idle run's header, and the stalled-readers pair of each full run.
 round_figures("with --pin-workers (round 23's fan-out), AMD EPYC of round 23's kind", "round 32", FULL,
-              IDLE, [("round 23, pinned", ROUND23)])
-
-# latency-500 of the full runs: where each run's p99 comes from, batch by batch.
-latency_by_batch(FULL)
-run_headers([IDLE])
-
-# The stalled-readers pair of each full run.
-stalled_pairs(FULL)
+              IDLE, [("round 23, pinned", ROUND23)], stalled=True)
 
 # Where a fanout-15k batch's CPU floor comes from: the gateway's and the clients' CPU per
 # batch (ms), and what each share alone would take over the two cores.
@@ -65,6 +59,14 @@ bare_write_by_round([("round 32, the fixes' build", FULL[1:])])
 # The HTTP publish on this host (http-cost-by-rate.txt, round 25's script): per request
 # and per frame of a 15,000-connection batch at 100 a second.
 http_publish_per_frame(here / "http-cost-by-rate.txt")
+# What keeping both CPUs from idling (a SCHED_IDLE spinner on each) leaves of that cost,
+# here and on round 31's EPYC (the same script's output there).
+for label, path in [("round 32", here / "http-cost-by-rate.txt"),
+                    ("round 31", here.parent / "round31-epyc" / "http-cost-by-rate.txt")]:
+    idle = per_request(path, "rate 100, CPUs idle between requests: ")
+    busy = per_request(path, "rate 100, a SCHED_IDLE spinner on each CPU: ")
+    print(f"{label}: at 100 a second, CPUs kept busy {' / '.join(f'{b:.1f}' for b in busy)} µs against idle "
+          f"{' / '.join(f'{i:.1f}' for i in idle)} µs: {min(busy) / max(idle):.2f}-{max(busy) / min(idle):.2f} of it")
 
 # `make bench-quick` (bench-quick-time.txt): its figures as the docs quote them.
 quick = json.loads((here.parent / "20261127T230010Z-quick.json").read_text())
